@@ -1,0 +1,431 @@
+//! The limit order book of one symbol, and matching (CONTRACT §2).
+//!
+//! Laid out as exchange-core and LMAX books are: resting orders live in a
+//! slab (`Vec<Slot>`) reused through a free list, so a warm book does not
+//! allocate per order; each price level is a FIFO queue threaded through the
+//! slab (O(1) append, O(1) cancel from the middle); levels sit in a `BTreeMap`
+//! for ordered best-price access; a hash map from order id to slot gives O(1)
+//! cancel and replace, and remembers every id ever accepted so that a
+//! duplicate `new` is caught for the life of the stream.
+
+use std::collections::hash_map::Entry;
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use crate::decimal::Fixed;
+use crate::order::{Command, OrderId, OrderMsg, Reason, Rejected, Side, Symbol, TimeInForce};
+use crate::output::{Bbo, Event, Status, Trade};
+
+/// Slot index meaning "none": end of a queue, or an id no longer resting.
+const NIL: u32 = u32::MAX;
+
+/// A resting order. `prev`/`next` link it into its level's FIFO queue.
+#[derive(Debug)]
+struct Slot {
+    id: OrderId,
+    side: Side,
+    price: i64,
+    remaining: i64,
+    prev: u32,
+    next: u32,
+}
+
+/// One price level: total quantity and the ends of its FIFO queue.
+#[derive(Debug)]
+struct Level {
+    qty: i64,
+    head: u32,
+    tail: u32,
+}
+
+/// Levels of one side keyed so that ascending order is priority order:
+/// asks by price, bids by negated price. The best level is always the first.
+type Ladder = BTreeMap<i64, Level>;
+
+fn key(side: Side, price: i64) -> i64 {
+    match side {
+        Side::Buy => -price,
+        Side::Sell => price,
+    }
+}
+
+/// What the caller collects from the book; vectors are reused between calls.
+#[derive(Debug, Default)]
+pub struct BookOutput {
+    pub events: Vec<Event>,
+    pub trades: Vec<Trade>,
+    pub bbo: Vec<Bbo>,
+}
+
+impl BookOutput {
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.trades.clear();
+        self.bbo.clear();
+    }
+}
+
+type Top = (Option<(i64, i64)>, Option<(i64, i64)>);
+
+#[derive(Debug)]
+pub struct OrderBook {
+    symbol: Symbol,
+    bids: Ladder,
+    asks: Ladder,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Every id accepted by a `new`: its slot while resting, else [`NIL`].
+    ids: FxHashMap<OrderId, u32>,
+    /// Input messages seen, rejected ones included.
+    msg_seq: u64,
+    trade_seq: u64,
+}
+
+impl OrderBook {
+    pub fn new(symbol: Symbol) -> OrderBook {
+        OrderBook {
+            symbol,
+            bids: Ladder::new(),
+            asks: Ladder::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            ids: FxHashMap::default(),
+            msg_seq: 0,
+            trade_seq: 0,
+        }
+    }
+
+    pub fn symbol(&self) -> &Symbol {
+        &self.symbol
+    }
+
+    /// Best bid and best ask as (price, level quantity).
+    pub fn top(&self) -> (Option<(Fixed, Fixed)>, Option<(Fixed, Fixed)>) {
+        let (bid, ask) = self.top_raw();
+        let fixed = |l: Option<(i64, i64)>| l.map(|(p, q)| (Fixed(p), Fixed(q)));
+        (fixed(bid), fixed(ask))
+    }
+
+    /// Resting orders in priority order, each as (id, side, price, remaining):
+    /// bids best first, then asks best first. For tests and inspection.
+    pub fn resting(&self) -> Vec<(OrderId, Side, Fixed, Fixed)> {
+        let mut out = Vec::new();
+        for ladder in [&self.bids, &self.asks] {
+            for level in ladder.values() {
+                let mut at = level.head;
+                while at != NIL {
+                    let s = &self.slots[at as usize];
+                    out.push((s.id.clone(), s.side, Fixed(s.price), Fixed(s.remaining)));
+                    at = s.next;
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies one validated message, appending its event, trades and (if the
+    /// top of book changed) its bbo to `out`.
+    pub fn apply(&mut self, msg: &OrderMsg, out: &mut BookOutput) {
+        self.msg_seq += 1;
+        let before = self.top_raw();
+        let (status, reason) = match msg.command {
+            Command::New {
+                side,
+                price,
+                qty,
+                tif,
+            } => self.new_order(msg, side, price, qty, tif, out),
+            Command::Cancel => self.cancel(&msg.order_id),
+            Command::Replace { price, qty } => self.replace(msg, price, qty, out),
+        };
+        out.events.push(Event {
+            symbol: Some(self.symbol.clone()),
+            order_id: Some(msg.order_id.clone()),
+            seq: Some(self.msg_seq),
+            status,
+            reason,
+            ts: msg.ts,
+            raw: None,
+        });
+        let after = self.top_raw();
+        if after != before {
+            let (bid, ask) = after;
+            out.bbo.push(Bbo {
+                symbol: self.symbol.clone(),
+                seq: self.msg_seq,
+                bid: bid.map(|l| Fixed(l.0)),
+                bid_qty: bid.map(|l| Fixed(l.1)),
+                ask: ask.map(|l| Fixed(l.0)),
+                ask_qty: ask.map(|l| Fixed(l.1)),
+                ts: msg.ts,
+            });
+        }
+    }
+
+    /// Counts a message of this symbol that failed validation and records its event.
+    pub fn reject(&mut self, rejected: &Rejected, out: &mut BookOutput) {
+        self.msg_seq += 1;
+        out.events.push(Event {
+            symbol: Some(self.symbol.clone()),
+            order_id: rejected.order_id.clone(),
+            seq: Some(self.msg_seq),
+            status: Status::Rejected,
+            reason: Some(rejected.reason),
+            ts: rejected.ts,
+            raw: None,
+        });
+    }
+
+    fn top_raw(&self) -> Top {
+        let best = |ladder: &Ladder| ladder.first_key_value().map(|(&k, l)| (k.abs(), l.qty));
+        (best(&self.bids), best(&self.asks))
+    }
+
+    fn new_order(
+        &mut self,
+        msg: &OrderMsg,
+        side: Side,
+        price: Option<Fixed>,
+        qty: Fixed,
+        tif: TimeInForce,
+        out: &mut BookOutput,
+    ) -> (Status, Option<Reason>) {
+        match self.ids.entry(msg.order_id.clone()) {
+            Entry::Occupied(_) => return (Status::Rejected, Some(Reason::Duplicate)),
+            Entry::Vacant(v) => v.insert(NIL),
+        };
+        let opposite = self.ladder(side.opposite());
+        if price.is_none() && opposite.is_empty() {
+            return (Status::Expired, Some(Reason::NoLiquidity));
+        }
+        // A limit crosses a level whose key is at or below its own key on
+        // the opposite ladder; a market order crosses everything.
+        let limit = price.map_or(i64::MAX, |p| key(side.opposite(), p.0));
+        if tif == TimeInForce::Fok && !self.fillable(side.opposite(), limit, qty.0) {
+            return (Status::Expired, Some(Reason::Unfillable));
+        }
+        let remaining = self.take(side, limit, qty.0, &msg.order_id, msg.ts, out);
+        match (remaining, price, tif) {
+            (0, _, _) => (Status::Filled, None),
+            (_, Some(p), TimeInForce::Gtc) => {
+                self.rest(msg.order_id.clone(), side, p.0, remaining);
+                (Status::Accepted, None)
+            }
+            _ => (Status::Expired, Some(Reason::Remainder)),
+        }
+    }
+
+    fn cancel(&mut self, id: &OrderId) -> (Status, Option<Reason>) {
+        match self.ids.get_mut(id) {
+            Some(slot) if *slot != NIL => {
+                let at = std::mem::replace(slot, NIL);
+                self.unlink(at);
+                (Status::Cancelled, None)
+            }
+            _ => (Status::Rejected, Some(Reason::Unknown)),
+        }
+    }
+
+    fn replace(
+        &mut self,
+        msg: &OrderMsg,
+        price: Option<Fixed>,
+        qty: Option<Fixed>,
+        out: &mut BookOutput,
+    ) -> (Status, Option<Reason>) {
+        let at = match self.ids.get(&msg.order_id) {
+            Some(&at) if at != NIL => at,
+            _ => return (Status::Rejected, Some(Reason::Unknown)),
+        };
+        let slot = &self.slots[at as usize];
+        let (side, old_price, old_qty) = (slot.side, slot.price, slot.remaining);
+        let new_price = price.map_or(old_price, |p| p.0);
+        let new_qty = qty.map_or(old_qty, |q| q.0);
+        if new_price == old_price && new_qty <= old_qty {
+            // A pure decrease keeps its place in the queue.
+            self.slots[at as usize].remaining = new_qty;
+            let level = self
+                .ladder_mut(side)
+                .get_mut(&key(side, old_price))
+                .expect("level of a resting order");
+            level.qty -= old_qty - new_qty;
+            return (Status::Replaced, None);
+        }
+        // Anything else loses priority: out of the book, then in again as a
+        // new GTC limit order that may cross.
+        self.unlink(at);
+        let limit = key(side.opposite(), new_price);
+        let remaining = self.take(side, limit, new_qty, &msg.order_id, msg.ts, out);
+        match remaining {
+            0 => self.forget(&msg.order_id),
+            _ => self.rest(msg.order_id.clone(), side, new_price, remaining),
+        }
+        (Status::Replaced, None)
+    }
+
+    /// Matches an incoming order of `side` against the opposite ladder while
+    /// its levels cross `limit`; returns the quantity left.
+    fn take(
+        &mut self,
+        side: Side,
+        limit: i64,
+        mut qty: i64,
+        taker: &OrderId,
+        ts: i64,
+        out: &mut BookOutput,
+    ) -> i64 {
+        let ladder = match side {
+            Side::Buy => &mut self.asks,
+            Side::Sell => &mut self.bids,
+        };
+        while qty > 0 {
+            let Some(mut entry) = ladder.first_entry() else {
+                break;
+            };
+            if *entry.key() > limit {
+                break;
+            }
+            let level = entry.get_mut();
+            let at = level.head;
+            let maker = &mut self.slots[at as usize];
+            let fill = qty.min(maker.remaining);
+            maker.remaining -= fill;
+            level.qty -= fill;
+            qty -= fill;
+            self.trade_seq += 1;
+            out.trades.push(Trade {
+                symbol: self.symbol.clone(),
+                seq: self.trade_seq,
+                price: Fixed(maker.price),
+                qty: Fixed(fill),
+                maker_order_id: maker.id.clone(),
+                taker_order_id: taker.clone(),
+                taker_side: side,
+                ts,
+            });
+            if maker.remaining == 0 {
+                // The head is done: pop it from the queue and free its slot.
+                let next = maker.next;
+                if let Some(slot) = self.ids.get_mut(&maker.id) {
+                    *slot = NIL;
+                }
+                self.free.push(at);
+                level.head = next;
+                if next == NIL {
+                    entry.remove();
+                } else {
+                    self.slots[next as usize].prev = NIL;
+                }
+            }
+        }
+        qty
+    }
+
+    /// Whether `side` holds at least `qty` at levels crossing `limit`.
+    fn fillable(&self, side: Side, limit: i64, qty: i64) -> bool {
+        let mut available = 0;
+        for level in self.ladder(side).range(..=limit).map(|(_, l)| l) {
+            available += level.qty;
+            if available >= qty {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Puts an order at the back of its level's queue. Its id is already in
+    /// the id map (every `new` registers it first).
+    fn rest(&mut self, id: OrderId, side: Side, price: i64, qty: i64) {
+        let slot = Slot {
+            id,
+            side,
+            price,
+            remaining: qty,
+            prev: NIL,
+            next: NIL,
+        };
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.slots[at as usize] = slot;
+                at
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let level = self
+            .ladder_mut(side)
+            .entry(key(side, price))
+            .or_insert(Level {
+                qty: 0,
+                head: NIL,
+                tail: NIL,
+            });
+        let tail = std::mem::replace(&mut level.tail, at);
+        level.qty += qty;
+        if tail == NIL {
+            level.head = at;
+        } else {
+            self.slots[tail as usize].next = at;
+            self.slots[at as usize].prev = tail;
+        }
+        let id = &self.slots[at as usize].id;
+        *self.ids.get_mut(id).expect("registered id") = at;
+    }
+
+    /// Marks an id as no longer resting; it stays known for duplicate checks.
+    fn forget(&mut self, id: &OrderId) {
+        if let Some(slot) = self.ids.get_mut(id) {
+            *slot = NIL;
+        }
+    }
+
+    /// Takes a slot out of its level (dropping the level when it empties)
+    /// and returns it to the free list. The id map is the caller's to update.
+    fn unlink(&mut self, at: u32) {
+        let Slot {
+            side,
+            price,
+            remaining,
+            prev,
+            next,
+            ..
+        } = self.slots[at as usize];
+        if prev != NIL {
+            self.slots[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        }
+        let ladder = self.ladder_mut(side);
+        let k = key(side, price);
+        let level = ladder.get_mut(&k).expect("level of a resting order");
+        level.qty -= remaining;
+        if level.head == at {
+            level.head = next;
+        }
+        if level.tail == at {
+            level.tail = prev;
+        }
+        if level.head == NIL {
+            ladder.remove(&k);
+        }
+        self.free.push(at);
+    }
+
+    fn ladder(&self, side: Side) -> &Ladder {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        }
+    }
+
+    fn ladder_mut(&mut self, side: Side) -> &mut Ladder {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+}

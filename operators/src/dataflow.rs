@@ -1,0 +1,292 @@
+//! The timely operators: order books and candles as extension traits on
+//! streams, each owning its state, with the frontier as the only notion of
+//! progress.
+//!
+//! Times are batch numbers (`u64`). Within a batch, messages are applied in
+//! `(partition, offset)` order once the frontier has passed it, so a book sees
+//! its symbol's messages in arrival order however the workers interleaved.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::FxHasher;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+use timely::progress::frontier::MutableAntichain;
+
+use crate::book::{BookOutput, OrderBook};
+use crate::output::{Bbo, Candle, Event, Late, Status, Trade};
+use crate::partition::Sequenced;
+use crate::window::{CandleSpec, Windows};
+
+/// Batch number: the timely time of everything read in one source round.
+pub type Time = u64;
+
+/// Everything Orderflow emits, as one stream for the sinks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Event(Event),
+    Trade(Trade),
+    Bbo(Bbo),
+    Candle(Candle),
+    Late(Late),
+}
+
+/// Output of the book operator: records, with the partition's watermark
+/// marked before the records each message produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BookRecord {
+    /// The records that follow come from `partition`, whose watermark is now
+    /// `watermark`.
+    Progress {
+        partition: u32,
+        watermark: i64,
+    },
+    Record(Record),
+}
+
+/// A partition's watermark at the end of a batch, broadcast to every worker
+/// so that windows close even on workers that saw none of the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionMark {
+    pub partition: u32,
+    pub watermark: i64,
+}
+
+/// The worker that owns a symbol's book; the same in every process.
+pub fn route(msg: &Sequenced) -> u64 {
+    let mut h = FxHasher::default();
+    match msg.symbol() {
+        Some(symbol) => symbol.as_bytes().hash(&mut h),
+        None => (msg.partition, msg.offset).hash(&mut h),
+    }
+    h.finish()
+}
+
+/// Holds each time's data under a capability until the frontier passes it.
+struct Stash<D> {
+    times: BTreeMap<Time, (Capability<Time>, Vec<D>)>,
+}
+
+impl<D> Stash<D> {
+    fn new() -> Self {
+        Stash {
+            times: BTreeMap::new(),
+        }
+    }
+
+    fn push(&mut self, cap: Capability<Time>, data: &mut Vec<D>) {
+        let time = *cap.time();
+        self.times
+            .entry(time)
+            .or_insert_with(|| (cap, Vec::new()))
+            .1
+            .append(data);
+    }
+
+    /// Removes and returns, in time order, the times no input can still send.
+    fn ready(&mut self, frontiers: &[&MutableAntichain<Time>]) -> Vec<(Capability<Time>, Vec<D>)> {
+        let mut ready = Vec::new();
+        while let Some(entry) = self.times.first_entry() {
+            if frontiers.iter().any(|f| f.less_equal(entry.key())) {
+                break;
+            }
+            ready.push(entry.remove());
+        }
+        ready
+    }
+}
+
+/// One order book per symbol.
+pub trait Books<'scope> {
+    /// Exchanges messages by symbol and applies them to their books in
+    /// partition order, emitting events, trades and bbo changes.
+    fn books(self) -> StreamVec<'scope, Time, BookRecord>;
+}
+
+impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
+    fn books(self) -> StreamVec<'scope, Time, BookRecord> {
+        self.unary_frontier(Exchange::new(route), "Books", |_cap, _info| {
+            let mut stash = Stash::new();
+            let mut books: HashMap<_, OrderBook> = HashMap::new();
+            let mut watermarks: HashMap<u32, i64> = HashMap::new();
+            let mut out = BookOutput::default();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    if let Some(cap) = cap.retain_least(0) {
+                        stash.push(cap, data);
+                    }
+                });
+                for (cap, mut batch) in stash.ready(&[frontier]) {
+                    batch.sort_unstable_by_key(|m| (m.partition, m.offset));
+                    let mut session = output.session(&cap);
+                    for seq in batch {
+                        let known = watermarks.entry(seq.partition).or_insert(i64::MIN);
+                        if *known != seq.watermark {
+                            *known = seq.watermark;
+                            session.give(BookRecord::Progress {
+                                partition: seq.partition,
+                                watermark: seq.watermark,
+                            });
+                        }
+                        out.clear();
+                        match (&seq.msg, seq.symbol()) {
+                            (Ok(msg), _) => book(&mut books, &msg.symbol).apply(msg, &mut out),
+                            (Err(rejected), Some(symbol)) => {
+                                book(&mut books, symbol).reject(rejected, &mut out)
+                            }
+                            (Err(rejected), None) => out.events.push(Event {
+                                symbol: None,
+                                order_id: rejected.order_id.clone(),
+                                seq: None,
+                                status: Status::Rejected,
+                                reason: Some(rejected.reason),
+                                ts: rejected.ts,
+                                raw: rejected.raw.clone(),
+                            }),
+                        }
+                        let records = out
+                            .events
+                            .drain(..)
+                            .map(Record::Event)
+                            .chain(out.trades.drain(..).map(Record::Trade))
+                            .chain(out.bbo.drain(..).map(Record::Bbo));
+                        session.give_iterator(records.map(BookRecord::Record));
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn book<'a>(
+    books: &'a mut HashMap<crate::order::Symbol, OrderBook>,
+    symbol: &crate::order::Symbol,
+) -> &'a mut OrderBook {
+    if !books.contains_key(symbol) {
+        books.insert(symbol.clone(), OrderBook::new(symbol.clone()));
+    }
+    books.get_mut(symbol).expect("inserted")
+}
+
+/// Event-time candles from the trades of [`Books`].
+pub trait Candles<'scope> {
+    /// Folds trades into windows per partition, emitting candles (and `late`
+    /// trades) as the partition watermarks in the stream and in `marks` pass
+    /// window ends. Every other record passes through. When the input ends,
+    /// every window closes.
+    fn candles(
+        self,
+        marks: StreamVec<'scope, Time, PartitionMark>,
+        spec: CandleSpec,
+    ) -> StreamVec<'scope, Time, Record>;
+}
+
+impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
+    fn candles(
+        self,
+        marks: StreamVec<'scope, Time, PartitionMark>,
+        spec: CandleSpec,
+    ) -> StreamVec<'scope, Time, Record> {
+        self.binary_frontier(marks, Pipeline, Pipeline, "Candles", |cap, _info| {
+            let mut records = Stash::new();
+            let mut pending_marks = Stash::new();
+            let mut partitions: BTreeMap<u32, Windows> = BTreeMap::new();
+            let mut candles = Vec::new();
+            let mut late = Vec::new();
+            // Held at the inputs' frontier, for the final flush only.
+            let mut hold = Some(cap);
+            move |(input, frontier), (marks, marks_frontier), output| {
+                input.for_each(|cap, data| {
+                    if let Some(cap) = cap.retain_least(0) {
+                        records.push(cap, data);
+                    }
+                });
+                marks.for_each(|cap, data| {
+                    if let Some(cap) = cap.retain_least(0) {
+                        pending_marks.push(cap, data);
+                    }
+                });
+                // A time is ready once both inputs have passed it.
+                let mut ready: BTreeMap<
+                    Time,
+                    (Capability<Time>, Vec<BookRecord>, Vec<PartitionMark>),
+                > = BTreeMap::new();
+                let inputs = [frontier, marks_frontier];
+                for (cap, batch) in records.ready(&inputs) {
+                    ready.insert(*cap.time(), (cap, batch, Vec::new()));
+                }
+                for (cap, batch) in pending_marks.ready(&inputs) {
+                    ready
+                        .entry(*cap.time())
+                        .or_insert_with(|| (cap, Vec::new(), Vec::new()))
+                        .2 = batch;
+                }
+                for (_, (cap, batch, marks)) in ready {
+                    let mut session = output.session(&cap);
+                    let mut current: Option<u32> = None;
+                    for item in batch {
+                        match item {
+                            BookRecord::Progress {
+                                partition,
+                                watermark,
+                            } => {
+                                current = Some(partition);
+                                windows(&mut partitions, partition, &spec)
+                                    .advance(watermark, &mut candles);
+                            }
+                            BookRecord::Record(Record::Trade(trade)) => {
+                                let partition =
+                                    current.expect("a trade follows its partition's progress");
+                                windows(&mut partitions, partition, &spec).add(
+                                    &trade,
+                                    &mut candles,
+                                    &mut late,
+                                );
+                                session.give(Record::Trade(trade));
+                            }
+                            BookRecord::Record(record) => session.give(record),
+                        }
+                        session.give_iterator(candles.drain(..).map(Record::Candle));
+                        session.give_iterator(late.drain(..).map(Record::Late));
+                    }
+                    for mark in marks {
+                        windows(&mut partitions, mark.partition, &spec)
+                            .advance(mark.watermark, &mut candles);
+                    }
+                    session.give_iterator(candles.drain(..).map(Record::Candle));
+                }
+                let least = inputs
+                    .iter()
+                    .filter_map(|f| f.frontier().iter().min().copied())
+                    .min();
+                match (least, hold.as_mut()) {
+                    (Some(time), Some(cap)) => cap.downgrade(&time),
+                    // The input has ended: close every window still open.
+                    (None, Some(cap)) => {
+                        let mut session = output.session(&*cap);
+                        for w in partitions.values_mut() {
+                            w.advance(i64::MAX, &mut candles);
+                        }
+                        session.give_iterator(candles.drain(..).map(Record::Candle));
+                        drop(session);
+                        hold = None;
+                    }
+                    (_, None) => {}
+                }
+            }
+        })
+    }
+}
+
+fn windows<'a>(
+    partitions: &'a mut BTreeMap<u32, Windows>,
+    partition: u32,
+    spec: &CandleSpec,
+) -> &'a mut Windows {
+    partitions
+        .entry(partition)
+        .or_insert_with(|| Windows::new(spec.clone()))
+}

@@ -1,0 +1,223 @@
+//! Exact decimals for prices and quantities.
+//!
+//! Binary floating point cannot represent `0.1`, so two venues summing the
+//! same trades in a different order would disagree. Every price and quantity
+//! is instead a fixed-point integer with [`SCALE`] fractional digits, and
+//! notionals (price × qty) are widened to `i128` so they never overflow.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Fractional digits carried by every [`Fixed`] value.
+pub const SCALE: u32 = 8;
+/// `10^SCALE`: the integer that represents `1`.
+pub const ONE: i64 = 100_000_000;
+
+/// A fixed-point decimal with 8 fractional digits (`Fixed(150_000_000)` is `1.5`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fixed(pub i64);
+
+/// Why a decimal could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("not a decimal number")]
+    Syntax,
+    #[error("more than 8 fractional digits")]
+    TooPrecise,
+    #[error("out of range")]
+    Overflow,
+}
+
+impl Fixed {
+    pub const ZERO: Fixed = Fixed(0);
+
+    /// The value from a whole number of units (`Fixed::units(3)` is `3`).
+    pub const fn units(n: i64) -> Fixed {
+        Fixed(n * ONE)
+    }
+
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+}
+
+impl FromStr for Fixed {
+    type Err = DecimalError;
+
+    /// Reads `[-]digits[.digits]`, the plain decimal notation of JSON numbers
+    /// and strings. Exponents are refused rather than risk an inexact shift;
+    /// trailing zeros past the 8th fractional digit are accepted (`1.000000000`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (negative, digits) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (whole, fraction) = match digits.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (digits, ""),
+        };
+        if whole.is_empty() && fraction.is_empty()
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+            || digits.ends_with('.') && whole.is_empty()
+        {
+            return Err(DecimalError::Syntax);
+        }
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.len() > SCALE as usize {
+            return Err(DecimalError::TooPrecise);
+        }
+        let mut value: i64 = 0;
+        for b in whole.bytes() {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(i64::from(b - b'0')))
+                .ok_or(DecimalError::Overflow)?;
+        }
+        value = value.checked_mul(ONE).ok_or(DecimalError::Overflow)?;
+        let mut frac: i64 = 0;
+        for b in fraction.bytes() {
+            frac = frac * 10 + i64::from(b - b'0');
+        }
+        frac *= 10_i64.pow(SCALE - fraction.len() as u32);
+        value = value.checked_add(frac).ok_or(DecimalError::Overflow)?;
+        Ok(Fixed(if negative { -value } else { value }))
+    }
+}
+
+impl fmt::Display for Fixed {
+    /// The shortest exact form: `100.5`, `3`, `0.00000001`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_scaled(f, i128::from(self.0))
+    }
+}
+
+impl serde::Serialize for Fixed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fixed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A wide fixed-point decimal (8 fractional digits in an `i128`) for sums of
+/// quantities, where `i64` could overflow on a busy window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Wide(pub i128);
+
+impl Wide {
+    /// `numerator / denominator`, where the numerator carries 16 fractional
+    /// digits (a notional) and the denominator 8 (a volume): the quotient at
+    /// 8 digits, rounded half away from zero.
+    pub fn ratio(notional: i128, volume: i128) -> Option<Wide> {
+        if volume == 0 {
+            return None;
+        }
+        let (q, r) = (notional / volume, notional % volume);
+        let round = if 2 * r.abs() >= volume.abs() {
+            notional.signum() * volume.signum()
+        } else {
+            0
+        };
+        Some(Wide(q + round))
+    }
+}
+
+impl fmt::Display for Wide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_scaled(f, self.0)
+    }
+}
+
+impl serde::Serialize for Wide {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Price × qty with all 16 fractional digits kept.
+pub fn notional(price: Fixed, qty: Fixed) -> i128 {
+    i128::from(price.0) * i128::from(qty.0)
+}
+
+fn write_scaled(f: &mut fmt::Formatter<'_>, value: i128) -> fmt::Result {
+    let one = i128::from(ONE);
+    let sign = if value < 0 { "-" } else { "" };
+    let abs = value.unsigned_abs();
+    let (whole, frac) = (abs / one as u128, abs % one as u128);
+    if frac == 0 {
+        return write!(f, "{sign}{whole}");
+    }
+    let digits = format!("{frac:08}");
+    write!(f, "{sign}{whole}.{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_plain_decimals() {
+        assert_eq!("100.10".parse(), Ok(Fixed(10_010_000_000)));
+        assert_eq!("0.00000001".parse(), Ok(Fixed(1)));
+        assert_eq!("5".parse(), Ok(Fixed::units(5)));
+        assert_eq!(".5".parse(), Ok(Fixed(50_000_000)));
+        assert_eq!("-2.5".parse(), Ok(Fixed(-250_000_000)));
+        assert_eq!("1.000000000".parse(), Ok(Fixed(ONE)));
+    }
+
+    #[test]
+    fn refuses_what_is_not_exact() {
+        assert_eq!(
+            "0.000000001".parse::<Fixed>(),
+            Err(DecimalError::TooPrecise)
+        );
+        assert_eq!("1e3".parse::<Fixed>(), Err(DecimalError::Syntax));
+        assert_eq!("".parse::<Fixed>(), Err(DecimalError::Syntax));
+        assert_eq!(".".parse::<Fixed>(), Err(DecimalError::Syntax));
+        assert_eq!("5.".parse::<Fixed>(), Ok(Fixed::units(5)));
+        assert_eq!("1.2.3".parse::<Fixed>(), Err(DecimalError::Syntax));
+        assert_eq!("abc".parse::<Fixed>(), Err(DecimalError::Syntax));
+        assert_eq!(
+            "99999999999999999999".parse::<Fixed>(),
+            Err(DecimalError::Overflow)
+        );
+    }
+
+    #[test]
+    fn displays_shortest_exact_form() {
+        assert_eq!(Fixed(10_010_000_000).to_string(), "100.1");
+        assert_eq!(Fixed::units(3).to_string(), "3");
+        assert_eq!(Fixed(1).to_string(), "0.00000001");
+        assert_eq!(Fixed(-150_000_000).to_string(), "-1.5");
+    }
+
+    #[test]
+    fn vwap_ratio_rounds_half_away_from_zero() {
+        // (3 × 100.00 + 3 × 100.10) / 6 = 100.05 exactly.
+        let n = notional(Fixed::units(100), Fixed::units(3))
+            + notional("100.10".parse().unwrap(), Fixed::units(3));
+        let v = i128::from(Fixed::units(6).0);
+        assert_eq!(Wide::ratio(n, v).unwrap().to_string(), "100.05");
+        // 1 / 3 at 8 digits, and 2 / 3 rounds up.
+        let one = i128::from(ONE);
+        assert_eq!(Wide::ratio(one * one, 3 * one).unwrap().0, 33_333_333);
+        assert_eq!(Wide::ratio(2 * one * one, 3 * one).unwrap().0, 66_666_667);
+        assert_eq!(Wide::ratio(1, 0), None);
+    }
+
+    proptest! {
+        #[test]
+        fn display_then_parse_is_identity(v in any::<i64>()) {
+            prop_assume!(v != i64::MIN);
+            prop_assert_eq!(Fixed(v).to_string().parse::<Fixed>(), Ok(Fixed(v)));
+        }
+    }
+}

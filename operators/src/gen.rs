@@ -1,0 +1,328 @@
+//! A seeded synthetic order stream with a realistic mix: resting limits near
+//! a drifting mid, IOC, FOK and market orders, cancels and replaces of live
+//! orders, a few late timestamps and a few invalid messages.
+//!
+//! The stream is one global sequence of messages, but each symbol's orders
+//! come from that symbol's own random generator and which symbol message `i`
+//! belongs to is a pure function of `(seed, i)`. A generator restricted to
+//! one partition therefore yields exactly that partition's share of the
+//! global stream, which lets every worker generate its own partitions in
+//! parallel while the output stays the same for any worker count.
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::decimal::{Fixed, ONE};
+
+#[derive(Clone, Debug)]
+pub struct GenSpec {
+    /// Messages in the whole stream; `None` for no end.
+    pub orders: Option<u64>,
+    pub symbols: u32,
+    /// Share of messages for the first (hot) symbol, 0..=1.
+    pub hot_share: f64,
+    pub seed: u64,
+    /// Partitions the symbols are spread over (`symbol index % partitions`).
+    pub partitions: u32,
+    /// Event time of the first message; later ones are 1 ms apart.
+    pub start_ts: i64,
+}
+
+impl Default for GenSpec {
+    fn default() -> Self {
+        GenSpec {
+            orders: Some(1_000_000),
+            symbols: 100,
+            hot_share: 0.3,
+            seed: 1,
+            partitions: 8,
+            start_ts: 1_700_000_000_000,
+        }
+    }
+}
+
+/// A tick: prices move in steps of 0.01.
+const TICK: i64 = ONE / 100;
+/// Orders a symbol remembers as cancel and replace targets.
+const LIVE: usize = 64;
+
+/// One symbol's order flow.
+struct Flow {
+    name: String,
+    rng: ChaCha8Rng,
+    mid: i64,
+    next_id: u64,
+    live: VecDeque<u64>,
+}
+
+impl Flow {
+    fn new(seed: u64, index: u32) -> Flow {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ 0x5eed, u64::from(index)));
+        let mid = rng.random_range(10..5_000) * ONE;
+        Flow {
+            name: symbol_name(index),
+            rng,
+            mid,
+            next_id: 0,
+            live: VecDeque::new(),
+        }
+    }
+
+    /// Appends one JSON message to `out`.
+    fn write(&mut self, ts: i64, out: &mut String) {
+        let rng = &mut self.rng;
+        self.mid = (self.mid + rng.random_range(-1..=1) * TICK).max(100 * TICK);
+        let mut ts = ts;
+        if rng.random_bool(0.005) {
+            // Out of order: some within the allowed lateness, some beyond it.
+            ts -= rng.random_range(1_000..20_000);
+        }
+        let symbol = &self.name;
+        let roll = rng.random_range(0..1000);
+        if roll < 10 {
+            return self.write_invalid(ts, out);
+        }
+        if roll < 250 && !self.live.is_empty() {
+            let pick = self.live.len() - 1 - rng.random_range(0..self.live.len().min(8));
+            let id = self.live[pick];
+            if roll < 130 {
+                self.live.remove(pick);
+                let _ = write!(
+                    out,
+                    r#"{{"type":"cancel","order_id":"{symbol}-{id}","symbol":"{symbol}","ts":{ts}}}"#
+                );
+            } else if roll < 200 {
+                let qty = Fixed(rng.random_range(1..50) * ONE);
+                let _ = write!(
+                    out,
+                    r#"{{"type":"replace","order_id":"{symbol}-{id}","symbol":"{symbol}","qty":"{qty}","ts":{ts}}}"#
+                );
+            } else {
+                let price = Fixed(self.mid + rng.random_range(-8..=8) * TICK);
+                let _ = write!(
+                    out,
+                    r#"{{"type":"replace","order_id":"{symbol}-{id}","symbol":"{symbol}","price":"{price}","ts":{ts}}}"#
+                );
+            }
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let side = if rng.random_bool(0.5) { "buy" } else { "sell" };
+        let qty = match rng.random_bool(0.1) {
+            true => Fixed(rng.random_range(1..1_000) * ONE / 100),
+            false => Fixed(rng.random_range(1..100) * ONE),
+        };
+        let _ = write!(
+            out,
+            r#"{{"type":"new","order_id":"{symbol}-{id}","symbol":"{symbol}","side":"{side}","qty":"{qty}""#
+        );
+        let kind = rng.random_range(0..100);
+        if kind < 5 {
+            out.push_str(r#","order_type":"market""#);
+        } else {
+            // Buys rest below the mid and sells above, with some crossing.
+            let offset = rng.random_range(-3..=12) * TICK;
+            let price = Fixed(if side == "buy" {
+                self.mid - offset
+            } else {
+                self.mid + offset
+            });
+            let tif = match kind {
+                5..=14 => "ioc",
+                15..=17 => "fok",
+                _ => "gtc",
+            };
+            let _ = write!(out, r#","price":"{price}","tif":"{tif}""#);
+            if tif == "gtc" {
+                self.live.push_back(id);
+                if self.live.len() > LIVE {
+                    self.live.pop_front();
+                }
+            }
+        }
+        let _ = write!(
+            out,
+            r#","account":"acct-{}","ts":{ts}}}"#,
+            rng.random_range(0..20)
+        );
+    }
+
+    fn write_invalid(&mut self, ts: i64, out: &mut String) {
+        let symbol = &self.name;
+        let _ = match self.rng.random_range(0..5) {
+            0 => write!(out, r#"{{"type":"new","symbol":"{symbol}","#),
+            1 => write!(
+                out,
+                r#"{{"type":"new","order_id":"{symbol}-x","symbol":"{symbol}","side":"buy","price":"-1","qty":"1","ts":{ts}}}"#
+            ),
+            2 => write!(
+                out,
+                r#"{{"type":"new","order_id":"{symbol}-y","symbol":"{symbol}","side":"hold","price":"1","qty":"1","ts":{ts}}}"#
+            ),
+            3 => write!(
+                out,
+                r#"{{"type":"new","order_id":"{symbol}-1","symbol":"{symbol}","side":"buy","price":"1","qty":"0.123456789","ts":{ts}}}"#
+            ),
+            _ => write!(
+                out,
+                r#"{{"type":"cancel","order_id":"never-{ts}","symbol":"{symbol}","ts":{ts}}}"#
+            ),
+        };
+    }
+}
+
+/// The name of symbol `index`: `SYM0000` is the hot one.
+pub fn symbol_name(index: u32) -> String {
+    format!("SYM{index:04}")
+}
+
+/// The message stream of a [`GenSpec`], whole or one partition's share.
+pub struct Generator {
+    spec: GenSpec,
+    partition: Option<u32>,
+    next: u64,
+    flows: Vec<Option<Flow>>,
+}
+
+impl Generator {
+    /// The whole stream, in global order.
+    pub fn new(spec: GenSpec) -> Generator {
+        Generator::restricted(spec, None)
+    }
+
+    /// Only the messages of symbols in `partition`, in global order.
+    pub fn for_partition(spec: GenSpec, partition: u32) -> Generator {
+        Generator::restricted(spec, Some(partition))
+    }
+
+    fn restricted(spec: GenSpec, partition: Option<u32>) -> Generator {
+        let flows = (0..spec.symbols.max(1)).map(|_| None).collect();
+        Generator {
+            spec,
+            partition,
+            next: 0,
+            flows,
+        }
+    }
+
+    /// Writes the next message into `out` (cleared first); `false` once the
+    /// stream has ended.
+    pub fn next_into(&mut self, out: &mut String) -> bool {
+        out.clear();
+        loop {
+            if self.spec.orders.is_some_and(|n| self.next >= n) {
+                return false;
+            }
+            let i = self.next;
+            self.next += 1;
+            let symbol = self.symbol_of(i);
+            if self
+                .partition
+                .is_some_and(|p| symbol % self.spec.partitions.max(1) != p)
+            {
+                continue;
+            }
+            let flow = self.flows[symbol as usize]
+                .get_or_insert_with(|| Flow::new(self.spec.seed, symbol));
+            flow.write(self.spec.start_ts + i as i64, out);
+            return true;
+        }
+    }
+
+    /// Messages of the whole stream looked at so far (a progress measure).
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    fn symbol_of(&self, i: u64) -> u32 {
+        let u = mix(self.spec.seed, i);
+        let symbols = self.spec.symbols.max(1);
+        // The top 53 bits as a uniform number in [0, 1).
+        let unit = (u >> 11) as f64 / (1u64 << 53) as f64;
+        if symbols == 1 || unit < self.spec.hot_share {
+            0
+        } else {
+            1 + (mix(u, 1) % u64::from(symbols - 1)) as u32
+        }
+    }
+}
+
+/// SplitMix64's finalizer: a well-spread hash of `(a, b)`.
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a.wrapping_add(b.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(mut g: Generator) -> Vec<String> {
+        let (mut out, mut buf) = (Vec::new(), String::new());
+        while g.next_into(&mut buf) {
+            out.push(buf.clone());
+        }
+        out
+    }
+
+    fn spec(orders: u64) -> GenSpec {
+        GenSpec {
+            orders: Some(orders),
+            symbols: 7,
+            partitions: 3,
+            ..GenSpec::default()
+        }
+    }
+
+    #[test]
+    fn partitions_split_the_global_stream() {
+        let whole = lines(Generator::new(spec(5_000)));
+        assert_eq!(whole.len(), 5_000);
+        let mut parts: Vec<String> = (0..3)
+            .flat_map(|p| lines(Generator::for_partition(spec(5_000), p)))
+            .collect();
+        let mut sorted = whole.clone();
+        parts.sort();
+        sorted.sort();
+        assert_eq!(parts, sorted);
+    }
+
+    #[test]
+    fn the_seed_decides_everything() {
+        assert_eq!(
+            lines(Generator::new(spec(500))),
+            lines(Generator::new(spec(500)))
+        );
+        let other = GenSpec {
+            seed: 2,
+            ..spec(500)
+        };
+        assert_ne!(
+            lines(Generator::new(spec(500))),
+            lines(Generator::new(other))
+        );
+    }
+
+    #[test]
+    fn the_mix_has_every_kind_of_message() {
+        let all = lines(Generator::new(spec(20_000))).join("\n");
+        for needle in [
+            r#""type":"cancel""#,
+            r#""type":"replace""#,
+            r#""tif":"ioc""#,
+            r#""tif":"fok""#,
+            r#""order_type":"market""#,
+            r#""side":"hold""#,
+        ] {
+            assert!(all.contains(needle), "{needle} missing");
+        }
+        let hot = all.matches(r#""symbol":"SYM0000""#).count() as f64 / 20_000.0;
+        assert!((0.25..0.35).contains(&hot), "hot share {hot}");
+    }
+}
