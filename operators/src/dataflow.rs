@@ -24,8 +24,10 @@ use crate::window::{CandleSpec, Windows};
 /// Batch number: the timely time of everything read in one source round.
 pub type Time = u64;
 
-/// Everything Orderflow emits, as one stream for the sinks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Everything Orderflow emits, as one stream for the sinks. Serializes as
+/// the inner record alone.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Record {
     Event(Event),
     Trade(Trade),

@@ -238,6 +238,11 @@ impl Generator {
         self.next
     }
 
+    /// The event time of the message last written, before any late shift.
+    pub fn clock(&self) -> i64 {
+        self.spec.start_ts + self.next as i64 - 1
+    }
+
     fn symbol_of(&self, i: u64) -> u32 {
         let u = mix(self.spec.seed, i);
         let symbols = self.spec.symbols.max(1);

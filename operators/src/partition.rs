@@ -5,7 +5,7 @@
 //! partition's messages in their true order, and then travels with each
 //! message; downstream operators never have to guess it from interleavings.
 
-use crate::order::{self, OrderMsg, Rejected, Symbol};
+use crate::order::{self, OrderMsg, Reason, Rejected, Symbol};
 
 /// A message with its place in its partition.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,6 +65,23 @@ impl PartitionReader {
             offset,
             watermark: self.watermark(),
             msg,
+        }
+    }
+
+    /// A message that could not even be read as text (not UTF-8): rejected
+    /// as malformed, keeping a lossy copy of it.
+    pub fn malformed(&mut self, raw: String, offset: u64, fallback_ts: i64) -> Sequenced {
+        Sequenced {
+            partition: self.partition,
+            offset,
+            watermark: self.watermark(),
+            msg: Err(Rejected {
+                symbol: None,
+                order_id: None,
+                reason: Reason::Malformed,
+                ts: fallback_ts,
+                raw: Some(raw),
+            }),
         }
     }
 

@@ -1,0 +1,178 @@
+//! Commands and flags, parsed once at the edge into typed settings.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use operators::gen::GenSpec;
+use operators::window::Interval;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "orderflow",
+    version,
+    about = "Exact order books, trades and event-time candles from an order stream"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the pipeline: orders in; events, trades, bbo, candles and late trades out.
+    Run(RunArgs),
+    /// Write a synthetic order stream as JSONL.
+    Gen(GenArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Where orders come from: `gen` (the built-in generator), `file:PATH.jsonl`, or `file:-` for stdin.
+    #[arg(long, default_value = "gen")]
+    pub source: String,
+    /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies.
+    #[arg(long = "sink", default_value = "dir:./data")]
+    pub sinks: Vec<String>,
+    /// Candle intervals, comma-separated.
+    #[arg(long, default_value = "1s,1m,5m,1h", value_delimiter = ',', value_parser = parse_window)]
+    pub intervals: Vec<Interval>,
+    /// How long after a window's end a late trade still updates its candle.
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    pub lateness: Interval,
+    /// How far event time may run backwards: watermark = max event time seen − this.
+    #[arg(long, default_value = "2s", value_parser = parse_interval)]
+    pub out_of_orderness: Interval,
+    /// After this long without messages a partition's watermark advances with processing time.
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    pub idle_timeout: Interval,
+    /// Messages read per partition per batch (the unit of progress between workers).
+    #[arg(long, default_value_t = 16_384)]
+    pub batch: usize,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub gen: GenFlags,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Timely's own scale-out flags.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Worker threads per process.
+    #[arg(short = 'w', long, default_value_t = 1)]
+    pub workers: usize,
+    /// Processes in the cluster.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index, 0-based.
+    #[arg(short = 'p', long, default_value_t = 0)]
+    pub process: usize,
+    /// File of `host:port` lines, one per process (default: localhost:2101, 2102, …).
+    #[arg(long)]
+    pub hostfile: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    pub fn timely_config(&self) -> anyhow::Result<timely::Config> {
+        if self.workers == 0 || self.processes == 0 || self.process >= self.processes {
+            bail!("need --workers ≥ 1, --processes ≥ 1 and --process < --processes");
+        }
+        let communication = if self.processes == 1 {
+            timely::CommunicationConfig::Process(self.workers)
+        } else {
+            let addresses = match &self.hostfile {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --hostfile {}", path.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .take(self.processes)
+                    .collect(),
+                None => (0..self.processes)
+                    .map(|i| format!("localhost:{}", 2101 + i))
+                    .collect::<Vec<_>>(),
+            };
+            if addresses.len() < self.processes {
+                bail!("--hostfile lists fewer hosts than --processes");
+            }
+            timely::CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            }
+        };
+        Ok(timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        })
+    }
+}
+
+/// The generator's shape, shared by `run --source gen` and `gen`.
+#[derive(Args, Debug, Clone)]
+pub struct GenFlags {
+    /// Messages to generate (0: no end).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub orders: u64,
+    /// Distinct symbols.
+    #[arg(long, default_value_t = 100)]
+    pub symbols: u32,
+    /// Share of messages for the hot symbol SYM0000.
+    #[arg(long, default_value_t = 0.3)]
+    pub hot_share: f64,
+    /// Random seed: the same seed gives the same stream.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Partitions the symbols are keyed into.
+    #[arg(long, default_value_t = 8)]
+    pub partitions: u32,
+}
+
+impl GenFlags {
+    pub fn spec(&self) -> anyhow::Result<GenSpec> {
+        if !(0.0..=1.0).contains(&self.hot_share) {
+            bail!("--hot-share must be between 0 and 1");
+        }
+        if self.symbols == 0 || self.partitions == 0 {
+            bail!("--symbols and --partitions must be at least 1");
+        }
+        Ok(GenSpec {
+            orders: (self.orders > 0).then_some(self.orders),
+            symbols: self.symbols,
+            hot_share: self.hot_share,
+            seed: self.seed,
+            partitions: self.partitions,
+            ..GenSpec::default()
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    #[command(flatten)]
+    pub gen: GenFlags,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_interval(text: &str) -> Result<Interval, String> {
+    let interval: Interval = text.parse()?;
+    if interval.0 < 0 {
+        return Err(format!("`{text}` must not be negative"));
+    }
+    Ok(interval)
+}
+
+fn parse_window(text: &str) -> Result<Interval, String> {
+    match parse_interval(text)? {
+        Interval(0) => Err(format!("`{text}`: a candle interval must be longer than 0")),
+        interval => Ok(interval),
+    }
+}

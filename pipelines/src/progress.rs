@@ -1,0 +1,125 @@
+//! Run-wide counters, the progress bar drawn from them, and the closing summary.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use operators::dataflow::Record;
+use operators::output::Status;
+
+/// Counted by every worker's sink as records leave, so the numbers are what
+/// was actually written.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub input_bytes: AtomicU64,
+    pub events: AtomicU64,
+    pub rejected: AtomicU64,
+    pub trades: AtomicU64,
+    pub bbo: AtomicU64,
+    pub candles: AtomicU64,
+    pub late: AtomicU64,
+}
+
+impl Counters {
+    pub fn count(&self, record: &Record) {
+        let counter = match record {
+            Record::Event(e) => {
+                if e.status == Status::Rejected {
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                &self.events
+            }
+            Record::Trade(_) => &self.trades,
+            Record::Bbo(_) => &self.bbo,
+            Record::Candle(_) => &self.candles,
+            Record::Late(_) => &self.late,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// One line: orders, trades, rejects, candles, late and the rate.
+    pub fn summary(&self, elapsed: Duration) -> String {
+        let orders = Self::get(&self.events);
+        let rate = orders as f64 / elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "orders {orders} · trades {} · rejected {} · bbo {} · candles {} · late {} · {:.1}s · {} orders/s",
+            Self::get(&self.trades),
+            Self::get(&self.rejected),
+            Self::get(&self.bbo),
+            Self::get(&self.candles),
+            Self::get(&self.late),
+            elapsed.as_secs_f64(),
+            human(rate),
+        )
+    }
+}
+
+fn human(rate: f64) -> String {
+    match rate {
+        r if r >= 1e6 => format!("{:.2}M", r / 1e6),
+        r if r >= 1e3 => format!("{:.1}k", r / 1e3),
+        r => format!("{r:.0}"),
+    }
+}
+
+/// A progress bar on stderr, redrawn from the counters until dropped. Hidden
+/// when stderr is not a terminal.
+pub struct Progress {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// `messages` or `bytes`: the size of a bounded input, when known.
+    pub fn start(
+        counters: Arc<Counters>,
+        messages: Option<u64>,
+        bytes: Option<u64>,
+        quiet: bool,
+    ) -> Progress {
+        let done = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&done);
+        let thread = (!quiet).then(|| {
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let (bar, of_bytes) = match (messages, bytes) {
+                    (Some(n), _) => (ProgressBar::new(n), false),
+                    (None, Some(n)) => (ProgressBar::new(n), true),
+                    (None, None) => (ProgressBar::new_spinner(), false),
+                };
+                let template = match (messages, bytes) {
+                    (Some(_), _) => "{bar:30} {pos}/{len} orders · {msg}",
+                    (None, Some(_)) => "{bar:30} {bytes}/{total_bytes} · {msg}",
+                    (None, None) => "{spinner} {msg}",
+                };
+                bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+                while !stop.load(Ordering::Relaxed) {
+                    let orders = Counters::get(&counters.events);
+                    bar.set_position(if of_bytes {
+                        Counters::get(&counters.input_bytes)
+                    } else {
+                        orders
+                    });
+                    bar.set_message(counters.summary(started.elapsed()));
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                bar.finish_and_clear();
+            })
+        });
+        Progress { done, thread }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

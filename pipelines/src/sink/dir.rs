@@ -1,0 +1,256 @@
+//! `dir:PATH`: one JSONL file per output, plus a Parquet copy of each for SQL.
+//!
+//! Workers serialize records into their own buffers and hand full buffers to
+//! one writer thread per file through a bounded queue. When the run ends the
+//! writer turns its finished JSONL into Parquet (prices and quantities as
+//! `Decimal128(38, 8)`, times as UTC millisecond timestamps), written to a
+//! temporary name and renamed, so a reader never sees half a file.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, Context};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use operators::dataflow::Record;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::{Sink, SinkHandle};
+
+/// The five outputs, in the order of [`Record`]'s variants.
+const OUTPUTS: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
+/// Bytes a worker buffers per output before handing them over.
+const FLUSH_AT: usize = 1 << 18;
+
+fn output_of(record: &Record) -> usize {
+    match record {
+        Record::Event(_) => 0,
+        Record::Trade(_) => 1,
+        Record::Bbo(_) => 2,
+        Record::Candle(_) => 3,
+        Record::Late(_) => 4,
+    }
+}
+
+/// The Arrow schema of an output's Parquet copy.
+pub fn schema(output: &str) -> Schema {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let decimal = |name: &str| Field::new(name, DataType::Decimal128(38, 8), true);
+    let time = |name: &str| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            true,
+        )
+    };
+    let count = |name: &str| Field::new(name, DataType::UInt64, true);
+    let trade = || {
+        vec![
+            text("trade_id"),
+            text("symbol"),
+            count("seq"),
+            decimal("price"),
+            decimal("qty"),
+            text("maker_order_id"),
+            text("taker_order_id"),
+            text("taker_side"),
+            time("ts"),
+        ]
+    };
+    let fields = match output {
+        "events" => vec![
+            text("symbol"),
+            text("order_id"),
+            count("seq"),
+            text("status"),
+            text("reason"),
+            time("ts"),
+            text("raw"),
+        ],
+        "trades" => trade(),
+        "bbo" => vec![
+            text("symbol"),
+            count("seq"),
+            decimal("bid"),
+            decimal("bid_qty"),
+            decimal("ask"),
+            decimal("ask_qty"),
+            time("ts"),
+        ],
+        "candles" => vec![
+            text("symbol"),
+            text("interval"),
+            time("window_start"),
+            time("window_end"),
+            decimal("open"),
+            decimal("high"),
+            decimal("low"),
+            decimal("close"),
+            decimal("volume"),
+            decimal("vwap"),
+            count("trades"),
+            Field::new("version", DataType::UInt32, true),
+        ],
+        "late" => {
+            let mut fields = trade();
+            fields.push(text("interval"));
+            fields
+        }
+        other => unreachable!("no output named {other}"),
+    };
+    Schema::new(fields)
+}
+
+pub struct DirSink {
+    senders: Mutex<Option<Vec<SyncSender<Vec<u8>>>>>,
+    writers: Mutex<Vec<JoinHandle<anyhow::Result<()>>>>,
+}
+
+impl DirSink {
+    /// Creates `dir` and empties its output files. Process `p > 0` of a
+    /// cluster writes `NAME.pP.jsonl` so that processes sharing a disk do not
+    /// overwrite each other.
+    pub fn create(dir: &Path, process: usize) -> anyhow::Result<DirSink> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut senders = Vec::new();
+        let mut writers = Vec::new();
+        for output in OUTPUTS {
+            let stem = match process {
+                0 => output.to_string(),
+                p => format!("{output}.p{p}"),
+            };
+            let jsonl = dir.join(format!("{stem}.jsonl"));
+            let file =
+                File::create(&jsonl).with_context(|| format!("creating {}", jsonl.display()))?;
+            let parquet = dir.join(format!("{stem}.parquet"));
+            let (tx, rx) = sync_channel(16);
+            senders.push(tx);
+            writers.push(
+                std::thread::Builder::new()
+                    .name(format!("dir-{output}"))
+                    .spawn(move || write_output(rx, file, &jsonl, &parquet, output))?,
+            );
+        }
+        Ok(DirSink {
+            senders: Mutex::new(Some(senders)),
+            writers: Mutex::new(writers),
+        })
+    }
+}
+
+fn write_output(
+    chunks: Receiver<Vec<u8>>,
+    file: File,
+    jsonl: &Path,
+    parquet: &Path,
+    output: &str,
+) -> anyhow::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    for chunk in chunks {
+        out.write_all(&chunk)
+            .with_context(|| format!("writing {}", jsonl.display()))?;
+    }
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("writing {}", jsonl.display()))?;
+    to_parquet(jsonl, parquet, output).with_context(|| format!("writing {}", parquet.display()))
+}
+
+fn to_parquet(jsonl: &Path, parquet: &Path, output: &str) -> anyhow::Result<()> {
+    let schema = Arc::new(schema(output));
+    let reader = arrow::json::ReaderBuilder::new(Arc::clone(&schema))
+        .with_batch_size(64 * 1024)
+        .build(BufReader::new(File::open(jsonl)?))?;
+    let tmp = PathBuf::from(format!("{}.tmp", parquet.display()));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(File::create(&tmp)?, schema, Some(props))?;
+    for batch in reader {
+        writer.write(&batch?)?;
+    }
+    writer.close()?;
+    std::fs::rename(&tmp, parquet)?;
+    Ok(())
+}
+
+impl Sink for DirSink {
+    fn handle(&self) -> anyhow::Result<Box<dyn SinkHandle>> {
+        let senders = self
+            .senders
+            .lock()
+            .map_err(|_| anyhow!("dir sink poisoned"))?
+            .clone()
+            .ok_or_else(|| anyhow!("dir sink already closed"))?;
+        Ok(Box::new(DirHandle {
+            senders,
+            buffers: Default::default(),
+        }))
+    }
+
+    fn close(&self) -> anyhow::Result<()> {
+        drop(
+            self.senders
+                .lock()
+                .map_err(|_| anyhow!("dir sink poisoned"))?
+                .take(),
+        );
+        let writers = std::mem::take(
+            &mut *self
+                .writers
+                .lock()
+                .map_err(|_| anyhow!("dir sink poisoned"))?,
+        );
+        for writer in writers {
+            writer
+                .join()
+                .map_err(|_| anyhow!("a dir writer panicked"))??;
+        }
+        Ok(())
+    }
+}
+
+struct DirHandle {
+    senders: Vec<SyncSender<Vec<u8>>>,
+    buffers: [Vec<u8>; 5],
+}
+
+impl DirHandle {
+    fn send(&mut self, output: usize) -> anyhow::Result<()> {
+        let chunk = std::mem::replace(
+            &mut self.buffers[output],
+            Vec::with_capacity(FLUSH_AT + 1024),
+        );
+        self.senders[output]
+            .send(chunk)
+            .map_err(|_| anyhow!("the {} writer stopped", OUTPUTS[output]))
+    }
+}
+
+impl SinkHandle for DirHandle {
+    fn write(&mut self, record: &Record) -> anyhow::Result<()> {
+        let output = output_of(record);
+        let buffer = &mut self.buffers[output];
+        serde_json::to_writer(&mut *buffer, record)?;
+        buffer.push(b'\n');
+        if buffer.len() >= FLUSH_AT {
+            self.send(output)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        for output in 0..OUTPUTS.len() {
+            if !self.buffers[output].is_empty() {
+                self.send(output)?;
+            }
+        }
+        Ok(())
+    }
+}

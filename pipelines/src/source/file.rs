@@ -1,0 +1,150 @@
+//! `file:PATH` and `file:-`: a JSONL file (or stdin) as one partition.
+//!
+//! A thread reads lines into chunks ahead of the worker, so a slow pipe
+//! (stdin) never blocks the dataflow and reading overlaps with matching.
+//! Offsets are 0-based line numbers; blank lines are not messages.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, Context};
+use operators::partition::{PartitionReader, Sequenced};
+
+use super::{now_ms, PartitionSource, Poll};
+use crate::progress::Counters;
+
+const CHUNK_LINES: usize = 8_192;
+
+/// Lines read ahead: the text of each and its line number.
+struct Chunk {
+    lines: Vec<(u64, Line)>,
+}
+
+enum Line {
+    Text(String),
+    /// Not UTF-8: kept (lossily) only to show in the rejected event.
+    Invalid(String),
+}
+
+pub struct FilePartition {
+    reader: PartitionReader,
+    chunks: Receiver<Chunk>,
+    current: std::vec::IntoIter<(u64, Line)>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl FilePartition {
+    pub fn open(
+        path: Option<&Path>,
+        out_of_orderness: i64,
+        counters: Arc<Counters>,
+    ) -> anyhow::Result<FilePartition> {
+        let input: Box<dyn Read + Send> = match path {
+            Some(path) => Box::new(
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+            ),
+            None => Box::new(std::io::stdin()),
+        };
+        let (tx, chunks) = sync_channel(4);
+        let thread = std::thread::Builder::new()
+            .name("file-reader".into())
+            .spawn(move || {
+                read_lines(
+                    BufReader::with_capacity(1 << 20, input),
+                    tx,
+                    &counters.input_bytes,
+                )
+            })?;
+        Ok(FilePartition {
+            reader: PartitionReader::new(0, out_of_orderness),
+            chunks,
+            current: Vec::new().into_iter(),
+            thread: Some(thread),
+        })
+    }
+}
+
+fn read_lines(
+    mut input: impl BufRead,
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+    bytes_read: &AtomicU64,
+) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    let mut lines = Vec::with_capacity(CHUNK_LINES);
+    let mut number = 0u64;
+    loop {
+        bytes.clear();
+        let n = input
+            .read_until(b'\n', &mut bytes)
+            .context("reading input")?;
+        if n == 0 {
+            break;
+        }
+        bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if !text.iter().all(u8::is_ascii_whitespace) {
+            let line = match std::str::from_utf8(text) {
+                Ok(s) => Line::Text(s.to_owned()),
+                Err(_) => Line::Invalid(String::from_utf8_lossy(text).into_owned()),
+            };
+            lines.push((number, line));
+        }
+        number += 1;
+        if lines.len() == CHUNK_LINES {
+            let full = std::mem::replace(&mut lines, Vec::with_capacity(CHUNK_LINES));
+            if tx.send(Chunk { lines: full }).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !lines.is_empty() {
+        let _ = tx.send(Chunk { lines });
+    }
+    Ok(())
+}
+
+impl PartitionSource for FilePartition {
+    fn poll(&mut self, max: usize, out: &mut Vec<Sequenced>) -> anyhow::Result<Poll> {
+        let ingested = now_ms();
+        let start = out.len();
+        while out.len() - start < max {
+            match self.current.next() {
+                Some((offset, Line::Text(text))) => {
+                    out.push(self.reader.read(&text, offset, ingested))
+                }
+                Some((offset, Line::Invalid(text))) => {
+                    out.push(self.reader.malformed(text, offset, ingested))
+                }
+                None => match self.chunks.try_recv() {
+                    Ok(chunk) => self.current = chunk.lines.into_iter(),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        if let Some(thread) = self.thread.take() {
+                            thread
+                                .join()
+                                .map_err(|_| anyhow!("the file reader panicked"))??;
+                        }
+                        if out.len() == start {
+                            return Ok(Poll::Ended);
+                        }
+                        break;
+                    }
+                },
+            }
+        }
+        Ok(if out.len() > start {
+            Poll::Ready
+        } else {
+            Poll::Idle
+        })
+    }
+
+    fn reader(&mut self) -> &mut PartitionReader {
+        &mut self.reader
+    }
+}

@@ -1,0 +1,79 @@
+//! The built-in generator, as a source and as `orderflow gen`.
+
+use std::io::Write;
+
+use anyhow::Context;
+use operators::gen::{GenSpec, Generator};
+use operators::partition::{PartitionReader, Sequenced};
+
+use super::{PartitionSource, Poll};
+use crate::cli::GenArgs;
+
+/// One generated partition; its offsets count its own messages.
+pub struct GenPartition {
+    generator: Generator,
+    reader: PartitionReader,
+    line: String,
+    offset: u64,
+}
+
+impl GenPartition {
+    pub fn new(spec: GenSpec, partition: u32, out_of_orderness: i64) -> GenPartition {
+        GenPartition {
+            generator: Generator::for_partition(spec, partition),
+            reader: PartitionReader::new(partition, out_of_orderness),
+            line: String::new(),
+            offset: 0,
+        }
+    }
+}
+
+impl PartitionSource for GenPartition {
+    fn poll(&mut self, max: usize, out: &mut Vec<Sequenced>) -> anyhow::Result<Poll> {
+        for _ in 0..max {
+            if !self.generator.next_into(&mut self.line) {
+                return Ok(if out.is_empty() {
+                    Poll::Ended
+                } else {
+                    Poll::Ready
+                });
+            }
+            // Malformed messages have no `ts`: they take the generator's clock.
+            out.push(
+                self.reader
+                    .read(&self.line, self.offset, self.generator.clock()),
+            );
+            self.offset += 1;
+        }
+        Ok(Poll::Ready)
+    }
+
+    fn reader(&mut self) -> &mut PartitionReader {
+        &mut self.reader
+    }
+}
+
+/// `orderflow gen`: the whole stream as JSONL.
+pub fn write(args: GenArgs) -> anyhow::Result<()> {
+    let spec = args.gen.spec()?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+    let mut generator = Generator::new(spec);
+    let mut line = String::new();
+    while generator.next_into(&mut line) {
+        line.push('\n');
+        if let Err(e) = out.write_all(line.as_bytes()) {
+            // A closed pipe (`| head`) is a normal way to stop.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e).context("writing orders");
+        }
+    }
+    out.flush().context("writing orders")
+}
