@@ -68,6 +68,9 @@ impl BookOutput {
 
 type Top = (Option<(i64, i64)>, Option<(i64, i64)>);
 
+/// One side's best level as (price, quantity), if the side has any.
+pub type Quote = Option<(Fixed, Fixed)>;
+
 #[derive(Debug)]
 pub struct OrderBook {
     symbol: Symbol,
@@ -101,7 +104,7 @@ impl OrderBook {
     }
 
     /// Best bid and best ask as (price, level quantity).
-    pub fn top(&self) -> (Option<(Fixed, Fixed)>, Option<(Fixed, Fixed)>) {
+    pub fn top(&self) -> (Quote, Quote) {
         let (bid, ask) = self.top_raw();
         let fixed = |l: Option<(i64, i64)>| l.map(|(p, q)| (Fixed(p), Fixed(q)));
         (fixed(bid), fixed(ask))

@@ -173,6 +173,9 @@ fn book<'a>(
     books.get_mut(symbol).expect("inserted")
 }
 
+/// Times both inputs of [`Candles`] have passed, with each input's data.
+type Ready = BTreeMap<Time, (Capability<Time>, Vec<BookRecord>, Vec<PartitionMark>)>;
+
 /// Event-time candles from the trades of [`Books`].
 pub trait Candles<'scope> {
     /// Folds trades into windows per partition, emitting candles (and `late`
@@ -212,10 +215,7 @@ impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
                     }
                 });
                 // A time is ready once both inputs have passed it.
-                let mut ready: BTreeMap<
-                    Time,
-                    (Capability<Time>, Vec<BookRecord>, Vec<PartitionMark>),
-                > = BTreeMap::new();
+                let mut ready: Ready = BTreeMap::new();
                 let inputs = [frontier, marks_frontier];
                 for (cap, batch) in records.ready(&inputs) {
                     ready.insert(*cap.time(), (cap, batch, Vec::new()));

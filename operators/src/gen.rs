@@ -153,7 +153,7 @@ impl Flow {
 
     fn write_invalid(&mut self, ts: i64, out: &mut String) {
         let symbol = &self.name;
-        let _ = match self.rng.random_range(0..5) {
+        let _ = match self.rng.random_range(0..6) {
             0 => write!(out, r#"{{"type":"new","symbol":"{symbol}","#),
             1 => write!(
                 out,

@@ -1,0 +1,178 @@
+//! Same input, same output: for any worker count, any batch size, and
+//! whether the orders come from the generator or from a file of them.
+
+mod common;
+
+use std::io::Write;
+
+use common::{orderflow, rows, run, scratch, sorted, OUTPUTS};
+use serde_json::Value;
+
+const GEN: [&str; 8] = [
+    "--orders",
+    "30000",
+    "--symbols",
+    "12",
+    "--hot-share",
+    "0.5",
+    "--seed",
+    "7",
+];
+
+#[test]
+fn worker_count_and_batch_size_change_nothing() {
+    let runs: Vec<_> = [("1", "16384"), ("2", "1000"), ("4", "333")]
+        .iter()
+        .map(|(workers, batch)| {
+            let out = scratch(&format!("determinism-w{workers}"));
+            let mut args = GEN.to_vec();
+            args.extend(["--workers", workers, "--batch", batch]);
+            run("gen", &out, &args);
+            out
+        })
+        .collect();
+    let events = rows(&runs[0], "events");
+    assert_eq!(events.len(), 30_000, "one event per generated message");
+    assert!(
+        !rows(&runs[0], "late").is_empty(),
+        "the generator makes some trades late"
+    );
+    assert!(
+        rows(&runs[0], "candles")
+            .iter()
+            .any(|c| c["version"].as_u64() > Some(1)),
+        "and some candles re-emitted"
+    );
+    for output in OUTPUTS {
+        let first = sorted(&rows(&runs[0], output));
+        assert!(!first.is_empty(), "{output} is empty");
+        for other in &runs[1..] {
+            assert!(
+                first == sorted(&rows(other, output)),
+                "{output} differs between {} and {}",
+                runs[0].display(),
+                other.display()
+            );
+        }
+    }
+}
+
+/// Events without the fields that depend on how a message was ingested:
+/// a malformed message has no `ts` of its own.
+fn comparable_events(rows: Vec<Value>) -> Vec<Value> {
+    rows.into_iter()
+        .map(|mut e| {
+            if e["symbol"].is_null() {
+                e["ts"] = Value::Null;
+            }
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn a_file_of_generated_orders_trades_like_the_generator() {
+    let dir = scratch("gen-vs-file");
+    let orders = dir.join("orders.jsonl");
+    let mut args = vec!["gen", "--out", orders.to_str().unwrap()];
+    args.extend(GEN);
+    orderflow(&args);
+    let lines = std::fs::read_to_string(&orders).unwrap().lines().count();
+    assert_eq!(lines, 30_000);
+
+    let from_gen = dir.join("from-gen");
+    run("gen", &from_gen, &GEN);
+    let from_file = dir.join("from-file");
+    run(
+        &format!("file:{}", orders.display()),
+        &from_file,
+        &["--workers", "3"],
+    );
+    for output in ["trades", "bbo"] {
+        assert!(
+            sorted(&rows(&from_gen, output)) == sorted(&rows(&from_file, output)),
+            "{output} differs"
+        );
+    }
+    assert!(
+        sorted(&comparable_events(rows(&from_gen, "events")))
+            == sorted(&comparable_events(rows(&from_file, "events")))
+    );
+}
+
+#[test]
+fn every_input_line_gets_exactly_one_event() {
+    let dir = scratch("garbage");
+    let orders = dir.join("orders.jsonl");
+    let mut args = vec!["gen", "--out", orders.to_str().unwrap()];
+    args.extend(["--orders", "5000", "--seed", "3"]);
+    orderflow(&args);
+    // Interleave hostile lines: binary, truncated, wrong shapes, huge.
+    let clean = std::fs::read(&orders).unwrap();
+    let mut mixed = Vec::new();
+    let hostile: [&[u8]; 7] = [
+        b"\xff\xfe\x00garbage",
+        b"{\"type\":\"new\",\"symbol\":",
+        b"null",
+        b"\"just a string\"",
+        b"{\"type\":\"new\",\"order_id\":\"x\",\"symbol\":\"ACME\",\"side\":\"buy\",\"price\":\"1e400\",\"qty\":\"1\"}",
+        b"{\"type\":\"new\",\"order_id\":\"y\",\"symbol\":\"ACME\",\"side\":\"buy\",\"price\":\"99999999999999999999\",\"qty\":\"1\"}",
+        b"{\"type\":\"cancel\",\"order_id\":\"z\",\"symbol\":\"ACME\",\"ts\":99999999999999999999}",
+    ];
+    let mut hostile_lines = 0;
+    for (i, line) in clean
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        mixed.extend_from_slice(line);
+        mixed.push(b'\n');
+        if i % 10 == 0 {
+            mixed.extend_from_slice(hostile[i / 10 % hostile.len()]);
+            mixed.push(b'\n');
+            hostile_lines += 1;
+        }
+    }
+    mixed.extend_from_slice(&vec![b'x'; 1 << 20]);
+    hostile_lines += 1;
+    std::fs::File::create(&orders)
+        .unwrap()
+        .write_all(&mixed)
+        .unwrap();
+
+    let out = dir.join("out");
+    run(
+        &format!("file:{}", orders.display()),
+        &out,
+        &["--workers", "2"],
+    );
+    let events = rows(&out, "events");
+    assert_eq!(events.len(), 5_000 + hostile_lines);
+    let malformed = events.iter().filter(|e| e["symbol"].is_null()).count();
+    assert!(
+        malformed >= hostile_lines / 2,
+        "hostile lines without a symbol are rejected as malformed"
+    );
+}
+
+#[test]
+fn parquet_copies_hold_the_same_rows_with_exact_decimals() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let out = scratch("parquet");
+    run("gen", &out, &["--orders", "5000", "--workers", "2"]);
+    for output in OUTPUTS {
+        let file = std::fs::File::open(out.join(format!("{output}.parquet"))).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let n = reader.metadata().file_metadata().num_rows() as usize;
+        assert_eq!(n, rows(&out, output).len(), "{output}.parquet row count");
+    }
+    let file = std::fs::File::open(out.join("trades.parquet")).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let price = schema
+        .columns()
+        .iter()
+        .find(|c| c.name() == "price")
+        .unwrap();
+    assert_eq!((price.type_precision(), price.type_scale()), (38, 8));
+}
