@@ -207,7 +207,7 @@ proptest! {
             let event = out.events.pop().unwrap();
             prop_assert_eq!((event.status, event.reason), expected, "message {} {:?}", n, msg);
             prop_assert_eq!(event.seq, Some(n as u64 + 1));
-            trades.extend(out.trades.drain(..));
+            trades.append(&mut out.trades);
             out.clear();
             let (bid, ask) = book.top();
             let best = |side: Side| {
