@@ -6,10 +6,10 @@
 //! `(partition, offset)` order once the frontier has passed it, so a book sees
 //! its symbol's messages in arrival order however the workers interleaved.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
-use rustc_hash::FxHasher;
+use rustc_hash::{FxHashMap, FxHasher};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
@@ -112,8 +112,8 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
     fn books(self) -> StreamVec<'scope, Time, BookRecord> {
         self.unary_frontier(Exchange::new(route), "Books", |_cap, _info| {
             let mut stash = Stash::new();
-            let mut books: HashMap<_, OrderBook> = HashMap::new();
-            let mut watermarks: HashMap<u32, i64> = HashMap::new();
+            let mut books: FxHashMap<_, OrderBook> = FxHashMap::default();
+            let mut watermarks: FxHashMap<u32, i64> = FxHashMap::default();
             let mut out = BookOutput::default();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
@@ -164,7 +164,7 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
 }
 
 fn book<'a>(
-    books: &'a mut HashMap<crate::order::Symbol, OrderBook>,
+    books: &'a mut FxHashMap<crate::order::Symbol, OrderBook>,
     symbol: &crate::order::Symbol,
 ) -> &'a mut OrderBook {
     if !books.contains_key(symbol) {

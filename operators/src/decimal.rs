@@ -146,16 +146,29 @@ pub fn notional(price: Fixed, qty: Fixed) -> i128 {
     i128::from(price.0) * i128::from(qty.0)
 }
 
+/// Writes without allocating: this runs for every price and quantity out.
 fn write_scaled(f: &mut fmt::Formatter<'_>, value: i128) -> fmt::Result {
-    let one = i128::from(ONE);
-    let sign = if value < 0 { "-" } else { "" };
     let abs = value.unsigned_abs();
-    let (whole, frac) = (abs / one as u128, abs % one as u128);
-    if frac == 0 {
-        return write!(f, "{sign}{whole}");
+    let one = ONE as u128;
+    let (whole, mut frac) = (abs / one, (abs % one) as u64);
+    if value < 0 {
+        f.write_str("-")?;
     }
-    let digits = format!("{frac:08}");
-    write!(f, "{sign}{whole}.{}", digits.trim_end_matches('0'))
+    match u64::try_from(whole) {
+        Ok(whole) => write!(f, "{whole}")?,
+        Err(_) => write!(f, "{whole}")?,
+    }
+    if frac == 0 {
+        return Ok(());
+    }
+    let mut digits = [b'0'; SCALE as usize];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    let len = digits.iter().rposition(|d| *d != b'0').map_or(0, |i| i + 1);
+    f.write_str(".")?;
+    f.write_str(std::str::from_utf8(&digits[..len]).expect("ASCII digits"))
 }
 
 #[cfg(test)]

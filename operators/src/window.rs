@@ -7,7 +7,9 @@
 //! interleave, which is what makes candles identical for any worker count.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -136,7 +138,7 @@ pub struct Windows {
     spec: CandleSpec,
     watermark: i64,
     arrivals: u64,
-    open: HashMap<Key, Window>,
+    open: FxHashMap<Key, Window>,
     timers: BinaryHeap<Reverse<(i64, Due, Key)>>,
 }
 
@@ -146,7 +148,7 @@ impl Windows {
             spec,
             watermark: i64::MIN,
             arrivals: 0,
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             timers: BinaryHeap::new(),
         }
     }

@@ -109,7 +109,9 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
             .candles(marks, spec)
             .probe_with(&probe)
             .sink(Pipeline, "Sinks", move |(input, frontier)| {
+                let mut wrote = false;
                 input.for_each(|_, records| {
+                    wrote = true;
                     for record in records.drain(..) {
                         counters.count(&record);
                         for handle in handles.iter_mut() {
@@ -119,12 +121,16 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
                         }
                     }
                 });
-                if frontier.is_empty() {
+                // Hand over what this step produced, so that sinks see rows
+                // with the latency of a step rather than of a full buffer.
+                if wrote {
                     for handle in handles.iter_mut() {
                         if let Err(e) = handle.flush() {
                             sink_failure.borrow_mut().get_or_insert(e);
                         }
                     }
+                }
+                if frontier.is_empty() {
                     handles.clear();
                 }
             });

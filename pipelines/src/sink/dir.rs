@@ -151,15 +151,24 @@ fn write_output(
     output: &str,
 ) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    for chunk in chunks {
-        out.write_all(&chunk)
-            .with_context(|| format!("writing {}", jsonl.display()))?;
+    let context = || format!("writing {}", jsonl.display());
+    while let Ok(chunk) = chunks.recv() {
+        out.write_all(&chunk).with_context(context)?;
+        // Rows reach the file as soon as the workers go quiet, so a live run
+        // can be tailed; under load the buffer still batches the writes.
+        match chunks.try_recv() {
+            Ok(next) => out.write_all(&next).with_context(context)?,
+            Err(_) => out.flush().with_context(context)?,
+        }
     }
     out.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
         .with_context(|| format!("writing {}", jsonl.display()))?;
-    to_parquet(jsonl, parquet, output).with_context(|| format!("writing {}", parquet.display()))
+    let started = std::time::Instant::now();
+    to_parquet(jsonl, parquet, output).with_context(|| format!("writing {}", parquet.display()))?;
+    tracing::debug!(output, elapsed = ?started.elapsed(), "parquet copy written");
+    Ok(())
 }
 
 fn to_parquet(jsonl: &Path, parquet: &Path, output: &str) -> anyhow::Result<()> {

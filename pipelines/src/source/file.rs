@@ -69,7 +69,7 @@ impl FilePartition {
 }
 
 fn read_lines(
-    mut input: impl BufRead,
+    mut input: BufReader<Box<dyn Read + Send>>,
     tx: std::sync::mpsc::SyncSender<Chunk>,
     bytes_read: &AtomicU64,
 ) -> anyhow::Result<()> {
@@ -95,7 +95,9 @@ fn read_lines(
             lines.push((number, line));
         }
         number += 1;
-        if lines.len() == CHUNK_LINES {
+        // Hand over a full chunk, or whatever there is when the next read
+        // would wait for more input (a quiet pipe must not hold lines back).
+        if lines.len() == CHUNK_LINES || !lines.is_empty() && input.buffer().is_empty() {
             let full = std::mem::replace(&mut lines, Vec::with_capacity(CHUNK_LINES));
             if tx.send(Chunk { lines: full }).is_err() {
                 return Ok(());
