@@ -36,16 +36,16 @@ pub enum Record {
     Late(Late),
 }
 
-/// Output of the book operator: records, with the partition's watermark
-/// marked before the records each message produced.
+/// Output of the book operator: records, with each partition's watermark
+/// marked before the records of the first message that moved it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BookRecord {
-    /// The records that follow come from `partition`, whose watermark is now
-    /// `watermark`.
-    Progress {
-        partition: u32,
-        watermark: i64,
-    },
+    /// `partition`'s watermark is now `watermark`.
+    Progress { partition: u32, watermark: i64 },
+    /// A trade, with the partition its taker message came from: the
+    /// partition whose watermark decides its candles.
+    Trade { partition: u32, trade: Trade },
+    /// Events and bbo, which candles do not look at.
     Record(Record),
 }
 
@@ -149,13 +149,14 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                                 raw: rejected.raw.clone(),
                             }),
                         }
-                        let records = out
-                            .events
-                            .drain(..)
-                            .map(Record::Event)
-                            .chain(out.trades.drain(..).map(Record::Trade))
-                            .chain(out.bbo.drain(..).map(Record::Bbo));
-                        session.give_iterator(records.map(BookRecord::Record));
+                        let partition = seq.partition;
+                        let events = out.events.drain(..).map(Record::Event);
+                        let bbo = out.bbo.drain(..).map(Record::Bbo);
+                        session.give_iterator(events.chain(bbo).map(BookRecord::Record));
+                        let trades = out.trades.drain(..);
+                        session.give_iterator(
+                            trades.map(|trade| BookRecord::Trade { partition, trade }),
+                        );
                     }
                 }
             }
@@ -228,20 +229,14 @@ impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
                 }
                 for (_, (cap, batch, marks)) in ready {
                     let mut session = output.session(&cap);
-                    let mut current: Option<u32> = None;
                     for item in batch {
                         match item {
                             BookRecord::Progress {
                                 partition,
                                 watermark,
-                            } => {
-                                current = Some(partition);
-                                windows(&mut partitions, partition, &spec)
-                                    .advance(watermark, &mut candles);
-                            }
-                            BookRecord::Record(Record::Trade(trade)) => {
-                                let partition =
-                                    current.expect("a trade follows its partition's progress");
+                            } => windows(&mut partitions, partition, &spec)
+                                .advance(watermark, &mut candles),
+                            BookRecord::Trade { partition, trade } => {
                                 windows(&mut partitions, partition, &spec).add(
                                     &trade,
                                     &mut candles,
@@ -291,4 +286,92 @@ fn windows<'a>(
     partitions
         .entry(partition)
         .or_insert_with(|| Windows::new(spec.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use timely::dataflow::InputHandleVec;
+
+    use super::*;
+    use crate::partition::PartitionReader;
+    use crate::window::Interval;
+
+    /// Runs `messages` (partition, JSON) through books and candles on one
+    /// worker, one timely time per message.
+    fn run(messages: &'static [(u32, &'static str)]) -> Vec<Record> {
+        timely::execute_directly(move |worker| {
+            let records = Rc::new(RefCell::new(Vec::new()));
+            let sink = Rc::clone(&records);
+            let mut orders = InputHandleVec::new();
+            let mut marks = InputHandleVec::new();
+            let spec = CandleSpec {
+                intervals: vec![Interval(60_000)],
+                lateness: 0,
+            };
+            worker.dataflow::<Time, _, _>(|scope| {
+                let marks = marks.to_stream(scope);
+                orders.to_stream(scope).books().candles(marks, spec).sink(
+                    Pipeline,
+                    "Collect",
+                    move |(input, _)| {
+                        input.for_each(|_, data| sink.borrow_mut().append(data));
+                    },
+                );
+            });
+            let mut readers = [PartitionReader::new(0, 0), PartitionReader::new(1, 0)];
+            for (offset, (partition, json)) in messages.iter().enumerate() {
+                orders.send(readers[*partition as usize].read(json, offset as u64, 0));
+                let time = offset as Time + 1;
+                orders.advance_to(time);
+                marks.advance_to(time);
+                worker.step();
+            }
+            drop((orders, marks));
+            while worker.step() {}
+            let records = records.borrow().clone();
+            records
+        })
+    }
+
+    #[test]
+    fn a_trade_follows_its_own_partitions_watermark() {
+        // Partition 0 races ahead in event time; partition 1's trade at
+        // ts 1000 must be judged by partition 1's watermark, not late.
+        let records = run(&[
+            (
+                1,
+                r#"{"type":"new","order_id":"s","symbol":"B","side":"sell","price":"1","qty":"2","ts":1000}"#,
+            ),
+            (
+                0,
+                r#"{"type":"new","order_id":"a","symbol":"A","side":"sell","price":"1","qty":"2","ts":1000000}"#,
+            ),
+            (
+                1,
+                r#"{"type":"new","order_id":"b","symbol":"B","side":"buy","price":"1","qty":"1","ts":1000}"#,
+            ),
+        ]);
+        assert!(
+            !records.iter().any(|r| matches!(r, Record::Late(_))),
+            "{records:?}"
+        );
+        let candles: Vec<_> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Candle(c) => Some((c.symbol.as_str(), c.window_start, c.version)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(candles, vec![("B", 0, 1)]);
+        assert_eq!(
+            records
+                .iter()
+                .filter(|r| matches!(r, Record::Event(_)))
+                .count(),
+            3
+        );
+    }
 }

@@ -8,15 +8,11 @@ use std::io::Write;
 use common::{orderflow, rows, run, scratch, sorted, OUTPUTS};
 use serde_json::Value;
 
-const GEN: [&str; 8] = [
-    "--orders",
-    "30000",
-    "--symbols",
-    "12",
-    "--hot-share",
-    "0.5",
-    "--seed",
-    "7",
+/// Five partitions over twelve symbols: books of one worker interleave
+/// partitions whose watermarks move at different times.
+#[rustfmt::skip]
+const GEN: [&str; 10] = [
+    "--orders", "60000", "--symbols", "12", "--hot-share", "0.5", "--seed", "7", "--partitions", "5",
 ];
 
 #[test]
@@ -32,7 +28,7 @@ fn worker_count_and_batch_size_change_nothing() {
         })
         .collect();
     let events = rows(&runs[0], "events");
-    assert_eq!(events.len(), 30_000, "one event per generated message");
+    assert_eq!(events.len(), 60_000, "one event per generated message");
     assert!(
         !rows(&runs[0], "late").is_empty(),
         "the generator makes some trades late"
@@ -78,7 +74,7 @@ fn a_file_of_generated_orders_trades_like_the_generator() {
     args.extend(GEN);
     orderflow(&args);
     let lines = std::fs::read_to_string(&orders).unwrap().lines().count();
-    assert_eq!(lines, 30_000);
+    assert_eq!(lines, 60_000);
 
     let from_gen = dir.join("from-gen");
     run("gen", &from_gen, &GEN);

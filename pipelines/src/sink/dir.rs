@@ -1,15 +1,16 @@
 //! `dir:PATH`: one JSONL file per output, plus a Parquet copy of each for SQL.
 //!
 //! Workers serialize records into their own buffers and hand full buffers to
-//! one writer thread per file through a bounded queue. When the run ends the
-//! writer turns its finished JSONL into Parquet (prices and quantities as
-//! `Decimal128(38, 8)`, times as UTC millisecond timestamps), written to a
-//! temporary name and renamed, so a reader never sees half a file.
+//! one writer thread per file through a bounded queue. The writer appends
+//! them to the JSONL file and decodes the same lines into the Parquet copy
+//! (prices and quantities as `Decimal128(38, 8)`, times as UTC millisecond
+//! timestamps), which is written under a temporary name and renamed when the
+//! run ends, so a reader never sees half a file.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -25,7 +26,7 @@ use super::{Sink, SinkHandle};
 /// The five outputs, in the order of [`Record`]'s variants.
 const OUTPUTS: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
 /// Bytes a worker buffers per output before handing them over.
-const FLUSH_AT: usize = 1 << 18;
+const FLUSH_AT: usize = 1 << 16;
 
 fn output_of(record: &Record) -> usize {
     match record {
@@ -151,42 +152,87 @@ fn write_output(
     output: &str,
 ) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut copy = ParquetCopy::create(parquet, output)
+        .with_context(|| format!("creating {}", parquet.display()))?;
     let context = || format!("writing {}", jsonl.display());
-    while let Ok(chunk) = chunks.recv() {
+    let parquet_context = || format!("writing {}", parquet.display());
+    let mut next = chunks.recv().ok();
+    while let Some(chunk) = next {
         out.write_all(&chunk).with_context(context)?;
+        copy.add(&chunk).with_context(parquet_context)?;
         // Rows reach the file as soon as the workers go quiet, so a live run
         // can be tailed; under load the buffer still batches the writes.
-        match chunks.try_recv() {
-            Ok(next) => out.write_all(&next).with_context(context)?,
-            Err(_) => out.flush().with_context(context)?,
-        }
+        next = match chunks.try_recv() {
+            Ok(chunk) => Some(chunk),
+            Err(TryRecvError::Empty) => {
+                out.flush().with_context(context)?;
+                chunks.recv().ok()
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
     }
     out.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("writing {}", jsonl.display()))?;
-    let started = std::time::Instant::now();
-    to_parquet(jsonl, parquet, output).with_context(|| format!("writing {}", parquet.display()))?;
-    tracing::debug!(output, elapsed = ?started.elapsed(), "parquet copy written");
-    Ok(())
+        .with_context(context)?;
+    copy.finish().with_context(parquet_context)
 }
 
-fn to_parquet(jsonl: &Path, parquet: &Path, output: &str) -> anyhow::Result<()> {
-    let schema = Arc::new(schema(output));
-    let reader = arrow::json::ReaderBuilder::new(Arc::clone(&schema))
-        .with_batch_size(64 * 1024)
-        .build(BufReader::new(File::open(jsonl)?))?;
-    let tmp = PathBuf::from(format!("{}.tmp", parquet.display()));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut writer = ArrowWriter::try_new(File::create(&tmp)?, schema, Some(props))?;
-    for batch in reader {
-        writer.write(&batch?)?;
+/// The Parquet copy of one output, decoded from the same JSON lines as they
+/// are written (so it costs no second pass at the end), kept under a
+/// temporary name until complete.
+struct ParquetCopy {
+    decoder: arrow::json::reader::Decoder,
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl ParquetCopy {
+    fn create(path: &Path, output: &str) -> anyhow::Result<ParquetCopy> {
+        let schema = Arc::new(schema(output));
+        let decoder = arrow::json::ReaderBuilder::new(Arc::clone(&schema))
+            .with_batch_size(64 * 1024)
+            .build_decoder()?;
+        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer = ArrowWriter::try_new(File::create(&tmp)?, schema, Some(props))?;
+        Ok(ParquetCopy {
+            decoder,
+            writer,
+            tmp,
+            path: path.to_path_buf(),
+        })
     }
-    writer.close()?;
-    std::fs::rename(&tmp, parquet)?;
-    Ok(())
+
+    /// Takes whole JSON lines.
+    fn add(&mut self, mut lines: &[u8]) -> anyhow::Result<()> {
+        while !lines.is_empty() {
+            let read = self.decoder.decode(lines)?;
+            lines = &lines[read..];
+            // The decoder stops at a full batch: write it out and go on.
+            if read == 0 || !lines.is_empty() {
+                self.write_batch()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) -> anyhow::Result<()> {
+        if let Some(batch) = self.decoder.flush()? {
+            self.writer.write(&batch)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.write_batch()?;
+        self.writer.close()?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        Ok(())
+    }
 }
 
 impl Sink for DirSink {
