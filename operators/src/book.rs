@@ -5,13 +5,13 @@
 //! allocate per order; each price level is a FIFO queue threaded through the
 //! slab (O(1) append, O(1) cancel from the middle); levels sit in a `BTreeMap`
 //! for ordered best-price access; a hash map from order id to slot gives O(1)
-//! cancel and replace, and remembers every id ever accepted so that a
-//! duplicate `new` is caught for the life of the stream.
+//! cancel and replace. Ids that no longer rest move to a separate set, kept
+//! for the life of the stream so that a duplicate `new` is caught: the map
+//! that cancels and replaces hit stays the size of the book, and in cache.
 
-use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::decimal::Fixed;
 use crate::order::{Command, OrderId, OrderMsg, Reason, Rejected, Side, Symbol, TimeInForce};
@@ -78,8 +78,10 @@ pub struct OrderBook {
     asks: Ladder,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Every id accepted by a `new`: its slot while resting, else [`NIL`].
-    ids: FxHashMap<OrderId, u32>,
+    /// Resting orders' slots by id.
+    resting: FxHashMap<OrderId, u32>,
+    /// Ids accepted by a `new` that no longer rest.
+    retired: FxHashSet<OrderId>,
     /// Input messages seen, rejected ones included.
     msg_seq: u64,
     trade_seq: u64,
@@ -93,7 +95,8 @@ impl OrderBook {
             asks: Ladder::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            ids: FxHashMap::default(),
+            resting: FxHashMap::default(),
+            retired: FxHashSet::default(),
             msg_seq: 0,
             trade_seq: 0,
         }
@@ -194,10 +197,27 @@ impl OrderBook {
         tif: TimeInForce,
         out: &mut BookOutput,
     ) -> (Status, Option<Reason>) {
-        match self.ids.entry(msg.order_id.clone()) {
-            Entry::Occupied(_) => return (Status::Rejected, Some(Reason::Duplicate)),
-            Entry::Vacant(v) => v.insert(NIL),
-        };
+        let id = &msg.order_id;
+        if self.resting.contains_key(id) || self.retired.contains(id) {
+            return (Status::Rejected, Some(Reason::Duplicate));
+        }
+        let outcome = self.enter(msg, side, price, qty, tif, out);
+        if outcome.0 != Status::Accepted {
+            self.retired.insert(id.clone());
+        }
+        outcome
+    }
+
+    /// A new order that passed the duplicate check: match, then rest or expire.
+    fn enter(
+        &mut self,
+        msg: &OrderMsg,
+        side: Side,
+        price: Option<Fixed>,
+        qty: Fixed,
+        tif: TimeInForce,
+        out: &mut BookOutput,
+    ) -> (Status, Option<Reason>) {
         let opposite = self.ladder(side.opposite());
         if price.is_none() && opposite.is_empty() {
             return (Status::Expired, Some(Reason::NoLiquidity));
@@ -220,13 +240,13 @@ impl OrderBook {
     }
 
     fn cancel(&mut self, id: &OrderId) -> (Status, Option<Reason>) {
-        match self.ids.get_mut(id) {
-            Some(slot) if *slot != NIL => {
-                let at = std::mem::replace(slot, NIL);
+        match self.resting.remove_entry(id) {
+            Some((id, at)) => {
                 self.unlink(at);
+                self.retired.insert(id);
                 (Status::Cancelled, None)
             }
-            _ => (Status::Rejected, Some(Reason::Unknown)),
+            None => (Status::Rejected, Some(Reason::Unknown)),
         }
     }
 
@@ -237,9 +257,8 @@ impl OrderBook {
         qty: Option<Fixed>,
         out: &mut BookOutput,
     ) -> (Status, Option<Reason>) {
-        let at = match self.ids.get(&msg.order_id) {
-            Some(&at) if at != NIL => at,
-            _ => return (Status::Rejected, Some(Reason::Unknown)),
+        let Some(&at) = self.resting.get(&msg.order_id) else {
+            return (Status::Rejected, Some(Reason::Unknown));
         };
         let slot = &self.slots[at as usize];
         let (side, old_price, old_qty) = (slot.side, slot.price, slot.remaining);
@@ -261,7 +280,7 @@ impl OrderBook {
         let limit = key(side.opposite(), new_price);
         let remaining = self.take(side, limit, new_qty, &msg.order_id, msg.ts, out);
         match remaining {
-            0 => self.forget(&msg.order_id),
+            0 => self.retire(&msg.order_id),
             _ => self.rest(msg.order_id.clone(), side, new_price, remaining),
         }
         (Status::Replaced, None)
@@ -310,8 +329,8 @@ impl OrderBook {
             if maker.remaining == 0 {
                 // The head is done: pop it from the queue and free its slot.
                 let next = maker.next;
-                if let Some(slot) = self.ids.get_mut(&maker.id) {
-                    *slot = NIL;
+                if let Some((id, _)) = self.resting.remove_entry(&maker.id) {
+                    self.retired.insert(id);
                 }
                 self.free.push(at);
                 level.head = next;
@@ -337,11 +356,10 @@ impl OrderBook {
         false
     }
 
-    /// Puts an order at the back of its level's queue. Its id is already in
-    /// the id map (every `new` registers it first).
+    /// Puts an order at the back of its level's queue.
     fn rest(&mut self, id: OrderId, side: Side, price: i64, qty: i64) {
         let slot = Slot {
-            id,
+            id: id.clone(),
             side,
             price,
             remaining: qty,
@@ -374,19 +392,18 @@ impl OrderBook {
             self.slots[tail as usize].next = at;
             self.slots[at as usize].prev = tail;
         }
-        let id = &self.slots[at as usize].id;
-        *self.ids.get_mut(id).expect("registered id") = at;
+        self.resting.insert(id, at);
     }
 
-    /// Marks an id as no longer resting; it stays known for duplicate checks.
-    fn forget(&mut self, id: &OrderId) {
-        if let Some(slot) = self.ids.get_mut(id) {
-            *slot = NIL;
+    /// Moves an id that stopped resting to the retired set.
+    fn retire(&mut self, id: &OrderId) {
+        if let Some((id, _)) = self.resting.remove_entry(id) {
+            self.retired.insert(id);
         }
     }
 
     /// Takes a slot out of its level (dropping the level when it empties)
-    /// and returns it to the free list. The id map is the caller's to update.
+    /// and returns it to the free list. The id maps are the caller's to update.
     fn unlink(&mut self, at: u32) {
         let Slot {
             side,

@@ -172,3 +172,55 @@ fn parquet_copies_hold_the_same_rows_with_exact_decimals() {
         .unwrap();
     assert_eq!((price.type_precision(), price.type_scale()), (38, 8));
 }
+
+#[test]
+fn two_processes_give_what_one_gives() {
+    let dir = scratch("cluster");
+    let port = 20_000 + std::process::id() % 20_000;
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{port}\n127.0.0.1:{}\n", port + 1),
+    )
+    .unwrap();
+    let cluster = dir.join("cluster");
+    let sink = format!("dir:{}", cluster.display());
+    let processes: Vec<_> = ["0", "1"]
+        .iter()
+        .map(|process| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_orderflow"))
+                .args([
+                    "run",
+                    "--quiet",
+                    "--sink",
+                    &sink,
+                    "--processes",
+                    "2",
+                    "--process",
+                    process,
+                ])
+                .args(["--hostfile", hostfile.to_str().unwrap()])
+                .args(GEN)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut process in processes {
+        assert!(process.wait().unwrap().success());
+    }
+    let single = dir.join("single");
+    run("gen", &single, &GEN);
+    for output in OUTPUTS {
+        let mut both = rows(&cluster, output);
+        both.extend(rows(&cluster, &format!("{output}.p1")));
+        assert!(
+            !rows(&cluster, &format!("{output}.p1")).is_empty() || output == "late",
+            "process 1 wrote no {output}"
+        );
+        assert!(
+            sorted(&both) == sorted(&rows(&single, output)),
+            "{output} differs"
+        );
+    }
+}
