@@ -42,6 +42,17 @@ impl Counters {
         counter.load(Ordering::Relaxed)
     }
 
+    /// The progress bar's message: what the bar itself does not show.
+    fn live(&self) -> String {
+        format!(
+            "trades {} · rejected {} · candles {} · late {}",
+            Self::get(&self.trades),
+            Self::get(&self.rejected),
+            Self::get(&self.candles),
+            Self::get(&self.late),
+        )
+    }
+
     /// One line: orders, trades, rejects, candles, late and the rate.
     pub fn summary(&self, elapsed: Duration) -> String {
         let orders = Self::get(&self.events);
@@ -93,8 +104,8 @@ impl Progress {
                     (None, None) => (ProgressBar::new_spinner(), false),
                 };
                 let template = match (messages, bytes) {
-                    (Some(_), _) => "{bar:30} {pos}/{len} orders · {msg}",
-                    (None, Some(_)) => "{bar:30} {bytes}/{total_bytes} · {msg}",
+                    (Some(_), _) => "{bar:24} {human_pos}/{human_len} orders · eta {eta} · {msg}",
+                    (None, Some(_)) => "{bar:24} {bytes}/{total_bytes} · eta {eta} · {msg}",
                     (None, None) => "{spinner} {msg}",
                 };
                 bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
@@ -105,7 +116,10 @@ impl Progress {
                     } else {
                         orders
                     });
-                    bar.set_message(counters.summary(started.elapsed()));
+                    bar.set_message(match (messages, bytes) {
+                        (None, None) => counters.summary(started.elapsed()),
+                        _ => counters.live(),
+                    });
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 bar.finish_and_clear();
