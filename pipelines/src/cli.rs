@@ -24,6 +24,8 @@ pub enum Command {
     Run(RunArgs),
     /// Write a synthetic order stream as JSONL.
     Gen(GenArgs),
+    /// SQL (DataFusion) over the outputs a `dir:` sink wrote: trades, candles, bbo, events, late.
+    Sql(crate::sql::SqlArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -5,6 +5,7 @@ mod progress;
 mod run;
 mod sink;
 mod source;
+mod sql;
 
 use clap::Parser;
 
@@ -19,6 +20,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli::Cli::parse().command {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Gen(args) => source::gen::write(args),
+        cli::Command::Sql(args) => sql::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
