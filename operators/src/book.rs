@@ -136,12 +136,21 @@ impl OrderBook {
         self.msg_seq += 1;
         let before = self.top_raw();
         let (status, reason) = match msg.command {
+            Command::New { .. } if self.known(&msg.order_id) => {
+                (Status::Rejected, Some(Reason::Duplicate))
+            }
             Command::New {
                 side,
                 price,
                 qty,
                 tif,
-            } => self.new_order(msg, side, price, qty, tif, out),
+            } => {
+                let outcome = self.enter(msg, side, price, qty, tif, out);
+                if outcome.0 != Status::Accepted {
+                    self.retired.insert(msg.order_id.clone());
+                }
+                outcome
+            }
             Command::Cancel => self.cancel(&msg.order_id),
             Command::Replace { price, qty } => self.replace(msg, price, qty, out),
         };
@@ -188,24 +197,9 @@ impl OrderBook {
         (best(&self.bids), best(&self.asks))
     }
 
-    fn new_order(
-        &mut self,
-        msg: &OrderMsg,
-        side: Side,
-        price: Option<Fixed>,
-        qty: Fixed,
-        tif: TimeInForce,
-        out: &mut BookOutput,
-    ) -> (Status, Option<Reason>) {
-        let id = &msg.order_id;
-        if self.resting.contains_key(id) || self.retired.contains(id) {
-            return (Status::Rejected, Some(Reason::Duplicate));
-        }
-        let outcome = self.enter(msg, side, price, qty, tif, out);
-        if outcome.0 != Status::Accepted {
-            self.retired.insert(id.clone());
-        }
-        outcome
+    /// Whether a `new` with this id was accepted before, resting or not.
+    fn known(&self, id: &OrderId) -> bool {
+        self.resting.contains_key(id) || self.retired.contains(id)
     }
 
     /// A new order that passed the duplicate check: match, then rest or expire.
