@@ -12,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The real broker the Kafka tests talk to (installed on first use).
+echo "== Kafka broker: $(scripts/kafka.sh start)"
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -36,6 +36,34 @@ pub enum Record {
     Late(Late),
 }
 
+impl Record {
+    /// The symbol the record belongs to (its Kafka key); `None` for the
+    /// event of a message without a readable symbol.
+    pub fn symbol(&self) -> Option<&str> {
+        match self {
+            Record::Event(e) => e.symbol.as_deref(),
+            Record::Trade(t) => Some(&t.symbol),
+            Record::Bbo(b) => Some(&b.symbol),
+            Record::Candle(c) => Some(&c.symbol),
+            Record::Late(l) => Some(&l.trade.symbol),
+        }
+    }
+
+    /// The output it belongs to: `events`, `trades`, `bbo`, `candles`, `late`.
+    pub fn output(&self) -> usize {
+        match self {
+            Record::Event(_) => 0,
+            Record::Trade(_) => 1,
+            Record::Bbo(_) => 2,
+            Record::Candle(_) => 3,
+            Record::Late(_) => 4,
+        }
+    }
+}
+
+/// The outputs, indexed by [`Record::output`].
+pub const OUTPUTS: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
+
 /// Output of the book operator: records, with each partition's watermark
 /// marked before the records of the first message that moved it.
 #[derive(Clone, Debug, PartialEq, Eq)]

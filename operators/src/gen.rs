@@ -185,6 +185,7 @@ pub struct Generator {
     spec: GenSpec,
     partition: Option<u32>,
     next: u64,
+    last_symbol: u32,
     flows: Vec<Option<Flow>>,
 }
 
@@ -205,6 +206,7 @@ impl Generator {
             spec,
             partition,
             next: 0,
+            last_symbol: 0,
             flows,
         }
     }
@@ -226,6 +228,7 @@ impl Generator {
             {
                 continue;
             }
+            self.last_symbol = symbol;
             let flow = self.flows[symbol as usize]
                 .get_or_insert_with(|| Flow::new(self.spec.seed, symbol));
             flow.write(self.spec.start_ts + i as i64, out);
@@ -236,6 +239,12 @@ impl Generator {
     /// Messages of the whole stream looked at so far (a progress measure).
     pub fn position(&self) -> u64 {
         self.next
+    }
+
+    /// The symbol index of the message last written: its name is
+    /// [`symbol_name`], its partition `index % partitions`.
+    pub fn symbol(&self) -> u32 {
+        self.last_symbol
     }
 
     /// The event time of the message last written, before any late shift.

@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use operators::gen::GenSpec;
 use operators::window::Interval;
 
+use crate::source::kafka::{KafkaRead, StartAt, StopAt};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "orderflow",
@@ -22,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the pipeline: orders in; events, trades, bbo, candles and late trades out.
     Run(RunArgs),
-    /// Write a synthetic order stream as JSONL.
+    /// Write a synthetic order stream as JSONL, or produce it to a Kafka topic.
     Gen(GenArgs),
     /// SQL (DataFusion) over the outputs a `dir:` sink wrote: trades, candles, bbo, events, late.
     Sql(crate::sql::SqlArgs),
@@ -30,10 +32,10 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Where orders come from: `gen` (the built-in generator), `file:PATH.jsonl`, or `file:-` for stdin.
+    /// Where orders come from: `gen` (the built-in generator), `file:PATH.jsonl`, `file:-` for stdin, or `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`.
     #[arg(long, default_value = "gen")]
     pub source: String,
-    /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies.
+    /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late}, keyed by symbol.
     #[arg(long = "sink", default_value = "dir:./data")]
     pub sinks: Vec<String>,
     /// Candle intervals, comma-separated.
@@ -57,7 +59,48 @@ pub struct RunArgs {
     #[command(flatten)]
     pub gen: GenFlags,
     #[command(flatten)]
+    pub kafka: KafkaFlags,
+    #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// How a Kafka source reads, and settings for every Kafka client.
+#[derive(Args, Debug, Clone)]
+pub struct KafkaFlags {
+    /// Where a Kafka source starts: earliest, latest, committed, timestamp:MS or offsets:P=O,… (unlisted partitions start earliest).
+    #[arg(long, default_value = "earliest")]
+    pub start: StartAt,
+    /// Makes a Kafka run bounded: latest (the end offsets at start-up) or timestamp:MS (record timestamps). Without it the run follows the topic until stopped.
+    #[arg(long)]
+    pub stop: Option<StopAt>,
+    /// Consumer group of the Kafka source: where `--start committed` reads and where processed offsets are committed, for lag monitoring only (partitions are assigned by Orderflow, never by the group).
+    #[arg(long, default_value = "orderflow")]
+    pub group: String,
+    /// Do not commit offsets to the consumer group.
+    #[arg(long)]
+    pub no_commit: bool,
+    #[command(flatten)]
+    pub client: KafkaOptions,
+}
+
+impl KafkaFlags {
+    pub fn read(&self) -> KafkaRead {
+        KafkaRead {
+            options: self.client.options.clone(),
+            start: self.start.clone(),
+            stop: self.stop.clone(),
+            group: self.group.clone(),
+            commit: !self.no_commit,
+        }
+    }
+}
+
+/// librdkafka settings passed through to every Kafka client.
+#[derive(Args, Debug, Clone)]
+pub struct KafkaOptions {
+    /// A librdkafka setting as key=value, for every Kafka client; repeatable (e.g. security.protocol=SASL_SSL).
+    #[arg(long = "kafka-option", value_parser = crate::kafka::parse_option)]
+    pub options: Vec<(String, String)>,
 }
 
 /// Timely's own scale-out flags.
@@ -160,8 +203,13 @@ pub struct GenArgs {
     #[command(flatten)]
     pub gen: GenFlags,
     /// Output file (default: stdout).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "to")]
     pub out: Option<PathBuf>,
+    /// Produce to a Kafka topic instead, `kafka://HOST:PORT/TOPIC`: created with --partitions partitions if missing; each order keyed by its symbol, in partition `symbol index % --partitions`, timestamped with its event time.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaOptions,
 }
 
 fn parse_interval(text: &str) -> Result<Interval, String> {

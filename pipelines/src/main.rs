@@ -1,6 +1,7 @@
 //! `orderflow`: the command-line face of the pipeline (CONTRACT §4).
 
 mod cli;
+mod kafka;
 mod progress;
 mod run;
 mod sink;

@@ -1,6 +1,7 @@
 //! `orderflow run`: sources → books → candles → sinks on timely workers.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use crate::source::{Poll, SourceSpec};
 /// Batches a worker may run ahead of its slowest downstream operator: enough
 /// to keep every worker busy, few enough to bound memory.
 const BATCHES_IN_FLIGHT: u64 = 4;
+/// How often a worker with nothing to read moves its inputs on.
+const IDLE_ADVANCE: Duration = Duration::from_millis(5);
 
 /// What every worker needs, shared across worker threads.
 struct Job {
@@ -38,9 +41,13 @@ struct Job {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let source = SourceSpec::parse(&args.source, &args.gen)?;
+    let source = SourceSpec::parse(&args.source, &args.gen, args.kafka.read())?;
     let config = args.cluster.timely_config()?;
-    let sinks = sink::open(&args.sinks, args.cluster.process)?;
+    let sinks = sink::open(
+        &args.sinks,
+        args.cluster.process,
+        &args.kafka.client.options,
+    )?;
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let on_interrupt = Arc::clone(&stop);
@@ -53,7 +60,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .context("installing the Ctrl-C handler")?;
 
-    let (messages, bytes) = source.size();
+    let workers = args.cluster.workers;
+    let first = args.cluster.process * workers;
+    let (messages, bytes) = source.size(first..first + workers, workers * args.cluster.processes);
     let progress = Progress::start(Arc::clone(&counters), messages, bytes, args.quiet);
     let started = Instant::now();
     let job = Arc::new(Job {
@@ -141,6 +150,9 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let mut last_data: Vec<Instant> = vec![Instant::now(); sources.len()];
     let mut open: Vec<bool> = vec![true; sources.len()];
     let mut time: Time = 0;
+    let mut advanced = Instant::now();
+    // (time, source, offset after the batch) for batches still in the dataflow.
+    let mut in_flight: VecDeque<(Time, usize, u64)> = VecDeque::new();
     while open.iter().any(|o| *o) && !job.stop.load(Ordering::Relaxed) && failure.borrow().is_none()
     {
         let mut progressed = false;
@@ -160,6 +172,9 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
             match polled {
                 Poll::Ready => {
                     last_data[i] = Instant::now();
+                    if let Some(last) = batch.last() {
+                        in_flight.push_back((time, i, last.offset + 1));
+                    }
                     orders.send_batch(&mut batch);
                     batch.clear();
                     progressed = true;
@@ -183,7 +198,13 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
                 progressed = true;
             }
         }
-        if progressed {
+        // A worker whose partitions are quiet still moves its inputs on once
+        // the dataflow has caught up with it: the frontier is the minimum
+        // over all workers, so one idle Kafka partition must not hold back
+        // the books and candles fed by the others. Paced, so that idle
+        // workers do not wake each other in a busy loop.
+        if progressed || !probe.less_than(&time) && advanced.elapsed() >= IDLE_ADVANCE {
+            advanced = Instant::now();
             time += 1;
             orders.advance_to(time);
             marks.advance_to(time);
@@ -197,10 +218,20 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         while probe.less_than(&time.saturating_sub(BATCHES_IN_FLIGHT)) {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
+        while let Some(&(at, i, next)) = in_flight.front() {
+            if probe.less_equal(&at) {
+                break;
+            }
+            sources[i].processed(next);
+            in_flight.pop_front();
+        }
     }
     drop(orders);
     drop(marks);
     while worker.step_or_park(None) {}
+    for source in sources.iter_mut() {
+        source.close();
+    }
     match failure.take() {
         Some(e) => Err(e),
         None => Ok(()),

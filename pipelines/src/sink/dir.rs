@@ -16,27 +16,15 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Context};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use operators::dataflow::Record;
+use operators::dataflow::{Record, OUTPUTS};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::{Sink, SinkHandle};
 
-/// The five outputs, in the order of [`Record`]'s variants.
-const OUTPUTS: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
 /// Bytes a worker buffers per output before handing them over.
 const FLUSH_AT: usize = 1 << 16;
-
-fn output_of(record: &Record) -> usize {
-    match record {
-        Record::Event(_) => 0,
-        Record::Trade(_) => 1,
-        Record::Bbo(_) => 2,
-        Record::Candle(_) => 3,
-        Record::Late(_) => 4,
-    }
-}
 
 /// The Arrow schema of an output's Parquet copy.
 pub fn schema(output: &str) -> Schema {
@@ -290,7 +278,7 @@ impl DirHandle {
 
 impl SinkHandle for DirHandle {
     fn write(&mut self, record: &Record) -> anyhow::Result<()> {
-        let output = output_of(record);
+        let output = record.output();
         let buffer = &mut self.buffers[output];
         serde_json::to_writer(&mut *buffer, record)?;
         buffer.push(b'\n');

@@ -3,6 +3,7 @@
 //! sits behind bounded queues so a slow destination slows the source.
 
 pub mod dir;
+pub mod kafka;
 
 use std::sync::Arc;
 
@@ -24,15 +25,24 @@ pub trait SinkHandle {
     fn flush(&mut self) -> anyhow::Result<()>;
 }
 
-/// Opens the sinks named by `--sink` flags.
-pub fn open(specs: &[String], process: usize) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
+/// Opens the sinks named by `--sink` flags; `kafka_options` are librdkafka
+/// settings for Kafka sinks.
+pub fn open(
+    specs: &[String],
+    process: usize,
+    kafka_options: &[(String, String)],
+) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
     specs
         .iter()
         .map(|spec| match spec.split_once(':') {
             Some(("dir", path)) if !path.is_empty() => {
                 Ok(Arc::new(dir::DirSink::create(path.as_ref(), process)?) as Arc<dyn Sink>)
             }
-            _ => bail!("--sink must be `dir:PATH`, not `{spec}`"),
+            Some(("kafka", _)) => {
+                let address = crate::kafka::KafkaAddress::parse(spec)?;
+                Ok(Arc::new(kafka::KafkaSink::create(&address, kafka_options)?) as Arc<dyn Sink>)
+            }
+            _ => bail!("--sink must be `dir:PATH` or `kafka://HOST:PORT`, not `{spec}`"),
         })
         .collect()
 }

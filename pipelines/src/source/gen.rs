@@ -2,12 +2,13 @@
 
 use std::io::Write;
 
-use anyhow::Context;
-use operators::gen::{GenSpec, Generator};
+use anyhow::{bail, Context};
+use operators::gen::{symbol_name, GenSpec, Generator};
 use operators::partition::{PartitionReader, Sequenced};
 
 use super::{PartitionSource, Poll};
 use crate::cli::GenArgs;
+use crate::kafka::{ensure_topic, KafkaAddress, Producer};
 
 /// One generated partition; its offsets count its own messages.
 pub struct GenPartition {
@@ -53,9 +54,12 @@ impl PartitionSource for GenPartition {
     }
 }
 
-/// `orderflow gen`: the whole stream as JSONL.
+/// `orderflow gen`: the whole stream as JSONL, or to a Kafka topic.
 pub fn write(args: GenArgs) -> anyhow::Result<()> {
     let spec = args.gen.spec()?;
+    if let Some(to) = &args.to {
+        return produce(spec, &KafkaAddress::parse(to)?, &args.kafka.options);
+    }
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -76,4 +80,40 @@ pub fn write(args: GenArgs) -> anyhow::Result<()> {
         }
     }
     out.flush().context("writing orders")
+}
+
+/// `orderflow gen --to kafka://…/TOPIC`: each order keyed by its symbol, in
+/// the partition the generator gives it (so a Kafka run sees the partitions
+/// `--source gen` makes), timestamped with its event time.
+fn produce(spec: GenSpec, to: &KafkaAddress, options: &[(String, String)]) -> anyhow::Result<()> {
+    let topic = to.topic()?;
+    let partitions = ensure_topic(to, options, topic, spec.partitions)?;
+    if partitions < spec.partitions as usize {
+        bail!(
+            "topic {topic} has {partitions} partitions, fewer than --partitions {}",
+            spec.partitions
+        );
+    }
+    let producer = Producer::create(to, options)?;
+    let started = std::time::Instant::now();
+    let mut generator = Generator::new(spec.clone());
+    let mut line = String::new();
+    let mut sent = 0u64;
+    while generator.next_into(&mut line) {
+        let symbol = generator.symbol();
+        producer.send(
+            topic,
+            Some((symbol % spec.partitions) as i32),
+            Some(&symbol_name(symbol)),
+            Some(generator.clock()),
+            line.as_bytes(),
+        )?;
+        sent += 1;
+    }
+    producer.finish()?;
+    eprintln!(
+        "produced {sent} orders to {topic} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

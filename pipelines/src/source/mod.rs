@@ -5,12 +5,15 @@
 
 pub mod file;
 pub mod gen;
+pub mod kafka;
 
 use anyhow::bail;
 use operators::partition::{PartitionReader, Sequenced};
 
 use crate::cli::GenFlags;
+use crate::kafka::KafkaAddress;
 use crate::progress::Counters;
+use kafka::KafkaRead;
 use std::sync::Arc;
 
 /// What a poll found.
@@ -29,6 +32,11 @@ pub trait PartitionSource {
     /// Appends up to `max` messages to `out`.
     fn poll(&mut self, max: usize, out: &mut Vec<Sequenced>) -> anyhow::Result<Poll>;
     fn reader(&mut self) -> &mut PartitionReader;
+    /// Everything before `next_offset` has been through the dataflow: a
+    /// source that reports progress elsewhere (a consumer group) may say so.
+    fn processed(&mut self, _next_offset: u64) {}
+    /// The run is over and everything read was processed.
+    fn close(&mut self) {}
 }
 
 /// A parsed `--source`.
@@ -37,11 +45,18 @@ pub enum SourceSpec {
     Gen(GenFlags),
     /// `None` reads stdin.
     File(Option<std::path::PathBuf>),
+    Kafka(Arc<kafka::KafkaSource>),
 }
 
 impl SourceSpec {
-    pub fn parse(text: &str, gen: &GenFlags) -> anyhow::Result<SourceSpec> {
+    pub fn parse(text: &str, gen: &GenFlags, read: KafkaRead) -> anyhow::Result<SourceSpec> {
         match text.split_once(':') {
+            Some(("kafka", _)) => {
+                let address = KafkaAddress::parse(text)?;
+                Ok(SourceSpec::Kafka(Arc::new(kafka::KafkaSource::resolve(
+                    address, read,
+                )?)))
+            }
             None if text == "gen" => {
                 gen.spec()?;
                 Ok(SourceSpec::Gen(gen.clone()))
@@ -54,13 +69,21 @@ impl SourceSpec {
                 }
                 Ok(SourceSpec::File(Some(path)))
             }
-            _ => bail!("--source must be `gen`, `file:PATH` or `file:-`, not `{text}`"),
+            _ => bail!(
+                "--source must be `gen`, `file:PATH`, `file:-` or `kafka://HOST:PORT/TOPIC`, not `{text}`"
+            ),
         }
     }
 
-    /// How much input there is, for the progress bar: (messages, bytes).
-    pub fn size(&self) -> (Option<u64>, Option<u64>) {
+    /// How much input this process reads, for the progress bar: (messages,
+    /// bytes). `workers` are this process's worker indices among `peers`.
+    pub fn size(
+        &self,
+        workers: std::ops::Range<usize>,
+        peers: usize,
+    ) -> (Option<u64>, Option<u64>) {
         match self {
+            SourceSpec::Kafka(source) => (source.size(workers, peers), None),
             SourceSpec::Gen(flags) => ((flags.orders > 0).then_some(flags.orders), None),
             SourceSpec::File(path) => (
                 None,
@@ -97,6 +120,7 @@ impl SourceSpec {
                 Arc::clone(counters),
             )?)],
             SourceSpec::File(_) => Vec::new(),
+            SourceSpec::Kafka(source) => source.open(index, peers, out_of_orderness)?,
         })
     }
 }

@@ -56,3 +56,77 @@ pub fn sorted(rows: &[Value]) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// The test broker's address: `scripts/kafka.sh start` (idempotent) makes
+/// sure a real one is listening.
+pub fn kafka() -> String {
+    static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDRESS
+        .get_or_init(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+            let out = Command::new(script)
+                .arg("start")
+                .output()
+                .expect("scripts/kafka.sh runs");
+            assert!(
+                out.status.success(),
+                "scripts/kafka.sh start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .clone()
+}
+
+/// A topic name no earlier run used: the broker keeps its data.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// Every record of `topic` as (partition, key, value), read to the end
+/// offsets of the moment with a plain consumer.
+pub fn consume_all(broker: &str, topic: &str) -> Vec<(i32, Option<String>, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let timeout = std::time::Duration::from_secs(30);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", "orderflow-tests")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0;
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+        assignment
+            .add_partition_offset(topic, p.id(), Offset::Offset(low))
+            .unwrap();
+        remaining += high - low;
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while remaining > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}: timed out reading"
+        );
+        if let Some(message) = consumer.poll(std::time::Duration::from_millis(100)) {
+            let message = message.unwrap();
+            records.push((
+                message.partition(),
+                message
+                    .key()
+                    .map(|k| String::from_utf8(k.to_vec()).unwrap()),
+                String::from_utf8(message.payload().unwrap().to_vec()).unwrap(),
+            ));
+            remaining -= 1;
+        }
+    }
+    records
+}

@@ -1,0 +1,310 @@
+//! Kafka plumbing shared by the source, the sink and `orderflow gen --to`:
+//! addresses, client settings, topic creation and a producer that never
+//! drops a record silently.
+//!
+//! Only standard client behaviour is used (librdkafka's own retries,
+//! idempotence and flow control), so the same code runs on Apache Kafka,
+//! Redpanda and the test broker.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message};
+
+/// How long a metadata or offset request may take before we give up.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `kafka://HOST:PORT[,HOST:PORT…][/TOPIC][?key=value&…]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaAddress {
+    pub brokers: String,
+    pub topic: Option<String>,
+    /// Settings of the sink itself (`prefix`, `partitions`), not librdkafka's.
+    pub params: Vec<(String, String)>,
+}
+
+impl KafkaAddress {
+    pub fn parse(url: &str) -> anyhow::Result<KafkaAddress> {
+        let rest = url
+            .strip_prefix("kafka://")
+            .ok_or_else(|| anyhow!("`{url}` is not a kafka://HOST:PORT address"))?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (brokers, topic) = match rest.split_once('/') {
+            Some((brokers, topic)) => (brokers, Some(topic)),
+            None => (rest, None),
+        };
+        if brokers.is_empty() || brokers.split(',').any(|b| !b.contains(':')) {
+            bail!("`{url}`: brokers must be HOST:PORT, comma-separated");
+        }
+        let topic = match topic {
+            Some("") | None => None,
+            Some(t) if t.contains('/') => bail!("`{url}`: a topic name has no `/`"),
+            Some(t) => Some(t.to_string()),
+        };
+        let params = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                None => bail!("`{url}`: expected key=value after `?`, not `{p}`"),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(KafkaAddress {
+            brokers: brokers.to_string(),
+            topic,
+            params,
+        })
+    }
+
+    pub fn topic(&self) -> anyhow::Result<&str> {
+        self.topic.as_deref().ok_or_else(|| {
+            anyhow!(
+                "kafka://{} names no topic (kafka://HOST:PORT/TOPIC)",
+                self.brokers
+            )
+        })
+    }
+
+    /// A client of these brokers: `defaults` first, the user's
+    /// `--kafka-option`s over them.
+    pub fn config(&self, defaults: &[(&str, &str)], options: &[(String, String)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in options {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// `--kafka-option key=value`, checked for shape at the edge.
+pub fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "`{text}`: expected a librdkafka setting as key=value"
+        )),
+    }
+}
+
+/// The partition ids of `topic`, sorted; an error if it does not exist.
+pub fn partitions(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .with_context(|| format!("reading the metadata of topic {topic}"))?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty());
+    let Some(found) = found else {
+        bail!("topic {topic} does not exist");
+    };
+    let mut ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists; returns
+/// its partition count. The replication factor is the broker's default.
+pub fn ensure_topic(
+    address: &KafkaAddress,
+    options: &[(String, String)],
+    topic: &str,
+    partitions: u32,
+) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = address
+        .config(&[], options)
+        .create()
+        .context("creating a Kafka client")?;
+    if let Ok(existing) = self::partitions(&consumer, topic) {
+        return Ok(existing.len());
+    }
+    let admin: AdminClient<DefaultClientContext> = address
+        .config(&[], options)
+        .create()
+        .context("creating a Kafka admin client")?;
+    let count = i32::try_from(partitions).context("too many partitions")?;
+    let new = NewTopic::new(topic, count, TopicReplication::Fixed(-1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = runtime
+        .block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .with_context(|| format!("creating topic {topic}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("creating topic {name}: {code}"),
+        }
+    }
+    // Creation is asynchronous on the broker: wait until it serves metadata.
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match self::partitions(&consumer, topic) {
+            Ok(ids) => return Ok(ids.len()),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Parks the first delivery failure, so that the next send or the final
+/// flush reports it: a record is either acknowledged or the run fails.
+#[derive(Default)]
+pub struct Deliveries {
+    failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            let text = format!(
+                "delivering to {} partition {}: {error}",
+                message.topic(),
+                message.partition()
+            );
+            if let Ok(mut failure) = self.failure.lock() {
+                failure.get_or_insert(text);
+            }
+        }
+    }
+}
+
+/// An idempotent producer with a bounded queue: when the queue is full,
+/// `send` waits for deliveries instead of growing memory.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<ThreadedProducer<Deliveries>>,
+}
+
+impl Producer {
+    pub fn create(
+        address: &KafkaAddress,
+        options: &[(String, String)],
+    ) -> anyhow::Result<Producer> {
+        let producer = address
+            .config(
+                &[
+                    ("enable.idempotence", "true"),
+                    ("acks", "all"),
+                    ("compression.type", "lz4"),
+                    ("linger.ms", "20"),
+                    // Bounded in flight: at most this much waits in the client.
+                    ("queue.buffering.max.messages", "200000"),
+                    ("queue.buffering.max.kbytes", "65536"),
+                ],
+                options,
+            )
+            .create_with_context(Deliveries::default())
+            .context("creating a Kafka producer")?;
+        Ok(Producer {
+            inner: Arc::new(producer),
+        })
+    }
+
+    /// Queues one record; `partition` `None` lets the key choose.
+    pub fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&str>,
+        timestamp: Option<i64>,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        self.check()?;
+        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        if let Some(ts) = timestamp {
+            record = record.timestamp(ts);
+        }
+        loop {
+            match self.inner.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // Backpressure: wait for the broker to take some.
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                    self.check()?;
+                }
+                Err((error, _)) => return Err(anyhow!("producing to {topic}: {error}")),
+            }
+        }
+    }
+
+    /// The first delivery failure, if any.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self.inner.context().failure.lock() {
+            Ok(failure) => match failure.as_ref() {
+                Some(text) => bail!("Kafka: {text}"),
+                None => Ok(()),
+            },
+            Err(_) => bail!("Kafka producer poisoned"),
+        }
+    }
+
+    /// Waits until every queued record is acknowledged.
+    pub fn finish(&self) -> anyhow::Result<()> {
+        self.inner.flush(Duration::from_secs(300)).map_err(|e| {
+            anyhow!(
+                "Kafka: {} records not acknowledged before the flush timed out: {e}",
+                self.inner.in_flight_count()
+            )
+        })?;
+        self.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_read_brokers_topic_and_params() {
+        let a = KafkaAddress::parse("kafka://a:1,b:2/orders").unwrap();
+        assert_eq!(a.brokers, "a:1,b:2");
+        assert_eq!(a.topic.as_deref(), Some("orders"));
+        let b = KafkaAddress::parse("kafka://h:9092?prefix=of.&partitions=4").unwrap();
+        assert_eq!(b.topic, None);
+        assert_eq!(
+            b.params,
+            vec![
+                ("prefix".to_string(), "of.".to_string()),
+                ("partitions".to_string(), "4".to_string())
+            ]
+        );
+        for bad in [
+            "h:9092/t",
+            "kafka://",
+            "kafka://host/t",
+            "kafka://h:1/a/b",
+            "kafka://h:1?x",
+        ] {
+            assert!(KafkaAddress::parse(bad).is_err(), "{bad}");
+        }
+        assert!(parse_option("security.protocol=SASL_SSL").is_ok());
+        assert!(parse_option("=x").is_err());
+    }
+}

@@ -1,0 +1,337 @@
+//! The Kafka source and sink against a real broker (`scripts/kafka.sh`).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{consume_all, kafka, orderflow, rows, run, scratch, sorted, unique, OUTPUTS};
+use serde_json::Value;
+
+/// The generated stream every test here produces: 20 symbols over 4
+/// partitions; message `i` has event time (and record timestamp) `T0 + i`.
+const ORDERS: u64 = 20_000;
+const T0: i64 = 1_700_000_000_000;
+const GEN: [&str; 6] = ["--orders", "20000", "--symbols", "20", "--seed", "11"];
+
+/// Produces the stream to a new 4-partition topic and writes the same
+/// orders to a file; returns (source address, file).
+fn produce(name: &str) -> (String, std::path::PathBuf) {
+    let topic = unique(name);
+    let source = format!("kafka://{}/{topic}", kafka());
+    let mut args = vec!["gen", "--to", &source, "--partitions", "4"];
+    args.extend(GEN);
+    orderflow(&args);
+    let file = scratch(name).join("orders.jsonl");
+    let path = file.to_str().unwrap();
+    let mut args = vec!["gen", "--out", path, "--partitions", "4"];
+    args.extend(GEN);
+    orderflow(&args);
+    (source, file)
+}
+
+/// A malformed message has no `ts` of its own: it takes the record
+/// timestamp from Kafka and the ingestion time from a file.
+fn comparable_events(rows: Vec<Value>) -> Vec<String> {
+    sorted(
+        &rows
+            .into_iter()
+            .map(|mut e| {
+                if e["symbol"].is_null() {
+                    e["ts"] = Value::Null;
+                }
+                e
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn a_topic_runs_alike_on_one_and_three_workers_and_like_its_file() {
+    let (source, file) = produce("workers");
+    let dir = scratch("kafka-workers");
+    let runs: Vec<_> = ["1", "3"]
+        .iter()
+        .map(|workers| {
+            let out = dir.join(format!("w{workers}"));
+            run(&source, &out, &["--stop", "latest", "--workers", workers]);
+            out
+        })
+        .collect();
+    assert_eq!(rows(&runs[0], "events").len() as u64, ORDERS);
+    assert!(!rows(&runs[0], "trades").is_empty());
+    for output in OUTPUTS {
+        assert!(
+            sorted(&rows(&runs[0], output)) == sorted(&rows(&runs[1], output)),
+            "{output} differs between 1 and 3 workers"
+        );
+    }
+    let from_file = dir.join("file");
+    run(&format!("file:{}", file.display()), &from_file, &[]);
+    for output in ["trades", "bbo"] {
+        assert!(
+            sorted(&rows(&runs[0], output)) == sorted(&rows(&from_file, output)),
+            "{output} differs from the file run"
+        );
+    }
+    assert!(
+        comparable_events(rows(&runs[0], "events"))
+            == comparable_events(rows(&from_file, "events")),
+        "events differ from the file run"
+    );
+}
+
+#[test]
+fn start_and_stop_timestamps_split_the_stream_exactly() {
+    let (source, file) = produce("timestamps");
+    let dir = scratch("kafka-timestamps");
+    let split = T0 + 12_345;
+    let before = dir.join("before");
+    run(&source, &before, &["--stop", &format!("timestamp:{split}")]);
+    let after = dir.join("after");
+    run(
+        &source,
+        &after,
+        &["--start", &format!("timestamp:{split}"), "--stop", "latest"],
+    );
+    assert_eq!(rows(&before, "events").len(), 12_345);
+    assert_eq!(rows(&after, "events").len() as u64, ORDERS - 12_345);
+    // Each part is exactly a run over its lines of the file: the records
+    // before the split, then the ones at or after it, none twice.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (part, range) in [(&before, 0..12_345), (&after, 12_345..lines.len())] {
+        let part_file = dir.join("part.jsonl");
+        let body: String = lines[range].iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&part_file, body).unwrap();
+        let from_file = dir.join("file");
+        run(&format!("file:{}", part_file.display()), &from_file, &[]);
+        assert!(sorted(&rows(part, "trades")) == sorted(&rows(&from_file, "trades")));
+        assert!(
+            comparable_events(rows(part, "events"))
+                == comparable_events(rows(&from_file, "events"))
+        );
+    }
+}
+
+#[test]
+fn explicit_offsets_and_committed_offsets_resume_where_told() {
+    let (source, _) = produce("offsets");
+    let dir = scratch("kafka-offsets");
+    let group = unique("group");
+    // Read everything once as a consumer group, which commits on the way out.
+    let first = dir.join("first");
+    run(&source, &first, &["--stop", "latest", "--group", &group]);
+    assert_eq!(rows(&first, "events").len() as u64, ORDERS);
+    // Resuming from the group's offsets finds nothing left.
+    let resumed = dir.join("resumed");
+    run(
+        &source,
+        &resumed,
+        &[
+            "--start",
+            "committed",
+            "--stop",
+            "latest",
+            "--group",
+            &group,
+        ],
+    );
+    assert_eq!(rows(&resumed, "events").len(), 0);
+    // Explicit offsets skip that many records of the partition.
+    let per_partition: Vec<usize> = (0..4)
+        .map(|p| {
+            rows(&first, "events")
+                .iter()
+                .filter(|e| {
+                    e["symbol"]
+                        .as_str()
+                        .is_some_and(|s| s[3..].parse::<u32>().unwrap() % 4 == p)
+                })
+                .count()
+        })
+        .collect();
+    let skipped = dir.join("skipped");
+    run(
+        &source,
+        &skipped,
+        &[
+            "--start",
+            "offsets:2=100",
+            "--stop",
+            "latest",
+            "--no-commit",
+        ],
+    );
+    assert_eq!(rows(&skipped, "events").len() as u64, ORDERS - 100);
+    assert!(per_partition[2] > 100);
+}
+
+/// An unbounded run that a failing assertion must not leave behind.
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_partition_without_records_does_not_stall_candles() {
+    // One symbol: every record in partition 0 of a 2-partition topic.
+    let topic = unique("empty-partition");
+    let source = format!("kafka://{}/{topic}", kafka());
+    orderflow(&[
+        "gen",
+        "--to",
+        &source,
+        "--partitions",
+        "2",
+        "--orders",
+        "3000",
+        "--symbols",
+        "1",
+    ]);
+    let out = scratch("kafka-empty-partition");
+    let sink = format!("dir:{}", out.display());
+    let child = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(["run", "--quiet", "--source", &source, "--sink", &sink])
+        .args([
+            "--intervals",
+            "1s",
+            "--idle-timeout",
+            "500ms",
+            "--workers",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    // The last window (event times T0+2000…T0+2999) closes only once
+    // partition 0 idles; partition 1 never has a record.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let last_window = |out: &std::path::Path| {
+        rows(out, "candles")
+            .iter()
+            .any(|c| c["window_start"].as_i64() == Some(T0 + 2_000))
+    };
+    while !last_window(&out) {
+        assert!(Instant::now() < deadline, "the last window never closed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended by itself"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rows(&out, "events").len(), 3_000);
+    let candles = rows(&out, "candles");
+    assert_eq!(candles.len(), 3, "three 1s windows, each emitted once");
+}
+
+#[test]
+fn two_processes_consume_disjoint_partitions_and_give_what_one_gives() {
+    let (source, _) = produce("cluster");
+    let dir = scratch("kafka-cluster");
+    let port = 30_000 + std::process::id() % 20_000;
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{port}\n127.0.0.1:{}\n", port + 1),
+    )
+    .unwrap();
+    let cluster = dir.join("cluster");
+    let sink = format!("dir:{}", cluster.display());
+    let processes: Vec<_> = ["0", "1"]
+        .iter()
+        .map(|process| {
+            Command::new(env!("CARGO_BIN_EXE_orderflow"))
+                .args(["run", "--quiet", "--source", &source, "--sink", &sink])
+                .args(["--stop", "latest", "--processes", "2", "--process", process])
+                .args(["--hostfile", hostfile.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut process in processes {
+        assert!(process.wait().unwrap().success());
+    }
+    let symbols = |output: &str| -> std::collections::BTreeSet<String> {
+        rows(&cluster, output)
+            .iter()
+            .filter_map(|e| e["symbol"].as_str().map(String::from))
+            .collect()
+    };
+    let (zero, one) = (symbols("events"), symbols("events.p1"));
+    assert!(!zero.is_empty() && !one.is_empty(), "both processes read");
+    assert!(zero.is_disjoint(&one), "no symbol read by both");
+    let single = dir.join("single");
+    run(&source, &single, &["--stop", "latest"]);
+    for output in OUTPUTS {
+        let mut both = rows(&cluster, output);
+        both.extend(rows(&cluster, &format!("{output}.p1")));
+        assert!(
+            sorted(&both) == sorted(&rows(&single, output)),
+            "{output} differs"
+        );
+    }
+}
+
+#[test]
+fn the_kafka_sink_writes_what_the_dir_sink_writes_keyed_by_symbol() {
+    let prefix = format!("{}.", unique("out"));
+    let out = scratch("kafka-sink");
+    let sink = format!("kafka://{}?prefix={prefix}&partitions=3", kafka());
+    let mut args = vec!["--sink", &sink, "--intervals", "1s,1m"];
+    args.extend(GEN);
+    run("gen", &out, &args);
+    for output in OUTPUTS {
+        let records = consume_all(&kafka(), &format!("{prefix}{output}"));
+        let values: Vec<Value> = records
+            .iter()
+            .map(|(_, _, v)| serde_json::from_str(v).unwrap())
+            .collect();
+        assert!(
+            sorted(&values) == sorted(&rows(&out, output)),
+            "{output}: the topic differs from the file"
+        );
+        for ((_, key, _), value) in records.iter().zip(&values) {
+            assert_eq!(
+                key.as_deref(),
+                value["symbol"].as_str(),
+                "{output} keyed by symbol"
+            );
+        }
+        // One symbol, one partition: its records stay in order.
+        let mut partition_of = std::collections::HashMap::new();
+        for (partition, key, _) in &records {
+            if let Some(key) = key {
+                assert_eq!(
+                    *partition_of.entry(key.clone()).or_insert(*partition),
+                    *partition
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A real Kafka-protocol broker on 127.0.0.1 for tests and benchmarks: tansu
+# (crates.io) with its SQLite storage engine. Idempotent: installs tansu only
+# when ~/.cargo/bin/tansu is missing (a long build), starts the broker only
+# when nothing answers on the port.
+#
+#   scripts/kafka.sh start   # prints the broker address, HOST:PORT
+#   scripts/kafka.sh stop
+set -euo pipefail
+
+port="${ORDERFLOW_KAFKA_PORT:-9092}"
+area="${ORDERFLOW_SERVERS:-${TMPDIR:-/tmp}/orderflow-servers}/kafka"
+tansu="${HOME}/.cargo/bin/tansu"
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+case "${1:-start}" in
+start)
+    if listening; then
+        echo "127.0.0.1:$port"
+        exit 0
+    fi
+    if [[ ! -x "$tansu" ]]; then
+        echo "installing tansu (cargo install, about 25 minutes on 2 cores)" >&2
+        # Its own target dir, so it never competes with the project's lock.
+        CARGO_TARGET_DIR="${HOME}/.cache/tansu-target" \
+            cargo install tansu --locked --features libsql >&2
+    fi
+    mkdir -p "$area"
+    # tansu resolves sqlite://tansu.db against its working directory.
+    (
+        cd "$area"
+        setsid nohup "$tansu" broker \
+            --listener-url "tcp://127.0.0.1:$port" \
+            --advertised-listener-url "tcp://127.0.0.1:$port" \
+            --storage-engine sqlite://tansu.db \
+            >broker.log 2>&1 </dev/null &
+        echo $! >broker.pid
+    )
+    for _ in $(seq 1 300); do
+        if listening; then
+            echo "127.0.0.1:$port"
+            exit 0
+        fi
+        sleep 0.1
+    done
+    echo "tansu did not start listening on 127.0.0.1:$port; see $area/broker.log" >&2
+    tail -20 "$area/broker.log" >&2 || true
+    exit 1
+    ;;
+stop)
+    if [[ -f "$area/broker.pid" ]]; then
+        kill "$(cat "$area/broker.pid")" 2>/dev/null || true
+        rm -f "$area/broker.pid"
+    fi
+    ;;
+*)
+    echo "usage: $0 start|stop" >&2
+    exit 2
+    ;;
+esac
