@@ -17,7 +17,7 @@ dev) flag=(); dir=debug ;;
 esac
 
 broker="$(scripts/kafka.sh start)"
-cargo build "${flag[@]}" -p orderflow --bin orderflow --example kafka_consume
+cargo build "${flag[@]}" --workspace --bins --examples
 bin="$CARGO_TARGET_DIR/$dir"
 topic="bench-orders-$orders-$(date +%s)"
 echo "== orderflow gen --to kafka://$broker/$topic --orders $orders --partitions 4"

@@ -1,4 +1,5 @@
-//! `orderflow sql`: DataFusion over the Parquet copies a `dir:` sink wrote.
+//! `orderflow sql`: DataFusion over the Parquet copies a `dir:` sink wrote,
+//! or over a range of the topics a `kafka://` sink wrote.
 //!
 //! Tables are registered lazily from files (DataFusion streams them, so a
 //! directory larger than memory is fine for scans and aggregates), prices and
@@ -17,8 +18,14 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::MemTable;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+
+use crate::kafka::KafkaAddress;
+use crate::source::kafka::read_range;
 
 /// The outputs a `dir:` sink writes, each a table.
 pub const TABLES: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
@@ -37,6 +44,20 @@ pub struct SqlArgs {
     /// The directory a `dir:` sink wrote.
     #[arg(long, default_value = "./data")]
     pub data: PathBuf,
+    /// Query the output topics a `kafka://` sink wrote instead: `HOST:PORT` or `kafka://HOST:PORT[?prefix=P]`.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// With --kafka: only records stamped at or after this (ms since the epoch).
+    #[arg(long, requires = "kafka")]
+    pub from: Option<i64>,
+    /// With --kafka: only records stamped before this (ms since the epoch).
+    #[arg(long, requires = "kafka")]
+    pub to: Option<i64>,
+    #[command(flatten)]
+    pub client: crate::cli::KafkaOptions,
+    /// Memory the query may hold (e.g. 512M, 4G); sorts and aggregates past it spill to temporary files, and a plan that cannot spill fails with a clear error.
+    #[arg(long, default_value = "4G", value_parser = parse_bytes)]
+    pub memory_limit: usize,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -57,6 +78,38 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
     Ok((name.trim().to_string(), value.trim().to_string()))
 }
 
+/// `512M`, `4G`, `65536`: a size in bytes.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, scale) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 1usize << 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 1 << 30),
+        _ => (text, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{text}`: expected a size such as 512M or 4G"))
+}
+
+/// A session whose operators share one spilling memory pool of `limit`
+/// bytes, so a query over more data than memory streams and spills
+/// instead of growing.
+fn context(limit: usize) -> anyhow::Result<SessionContext> {
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(
+        datafusion::prelude::SessionConfig::new(),
+        runtime,
+    ))
+}
+
 /// `-- param: name = default` lines of a query file's header.
 pub fn declared_params(query: &str) -> Vec<(String, String)> {
     query
@@ -74,9 +127,96 @@ fn scalar(value: &str) -> ScalarValue {
     }
 }
 
+/// Where the tables come from.
+pub enum Tables<'a> {
+    Dir(&'a Path),
+    Kafka {
+        address: KafkaAddress,
+        options: &'a [(String, String)],
+        from: Option<i64>,
+        to: Option<i64>,
+    },
+}
+
+/// A session with every table found registered.
+pub async fn session(tables: &Tables<'_>, memory_limit: usize) -> anyhow::Result<SessionContext> {
+    let ctx = context(memory_limit)?;
+    match tables {
+        Tables::Dir(data) => dir_session(ctx, data).await,
+        Tables::Kafka {
+            address,
+            options,
+            from,
+            to,
+        } => kafka_session(ctx, address, options, *from, *to),
+    }
+}
+
+/// Each output topic's records in the range, decoded into Arrow batches as
+/// they are read and held in memory: a Kafka range is bounded by `--from`,
+/// `--to` and the end offsets at start-up.
+fn kafka_session(
+    ctx: SessionContext,
+    address: &KafkaAddress,
+    options: &[(String, String)],
+    from: Option<i64>,
+    to: Option<i64>,
+) -> anyhow::Result<SessionContext> {
+    let prefix = address
+        .params
+        .iter()
+        .find(|(k, _)| k == "prefix")
+        .map_or("", |(_, v)| v.as_str());
+    let probe: rdkafka::consumer::BaseConsumer = address
+        .config(&[], options)
+        .create()
+        .context("creating a Kafka client")?;
+    let mut found = 0;
+    for table in TABLES {
+        let topic = format!("{prefix}{table}");
+        if crate::kafka::partitions(&probe, &topic).is_err() {
+            continue;
+        }
+        found += 1;
+        let schema = Arc::new(crate::sink::dir::schema(table));
+        let mut decoder =
+            datafusion::arrow::json::ReaderBuilder::new(Arc::clone(&schema)).build_decoder()?;
+        let mut batches = Vec::new();
+        read_range(address, options, &topic, from, to, |value| {
+            // The decoder takes bytes only up to a full batch: flush and
+            // go on until the whole record (and its line end) is in.
+            for mut rest in [value, b"\n".as_slice()] {
+                while !rest.is_empty() {
+                    let taken = decoder
+                        .decode(rest)
+                        .with_context(|| format!("{topic}: not an Orderflow {table} record"))?;
+                    rest = &rest[taken..];
+                    if !rest.is_empty() || decoder.len() >= BATCH_ROWS {
+                        batches.extend(decoder.flush()?);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        batches.extend(decoder.flush()?);
+        let provider = MemTable::try_new(schema, vec![batches])?;
+        ctx.register_table(table, Arc::new(provider))?;
+    }
+    if found == 0 {
+        bail!(
+            "no output topics {prefix}{{{}}} on {}",
+            TABLES.join(","),
+            address.brokers
+        );
+    }
+    Ok(ctx)
+}
+
+/// Rows per Arrow batch decoded from Kafka.
+const BATCH_ROWS: usize = 8_192;
+
 /// A session with every table found in `data` registered.
-pub async fn session(data: &Path) -> anyhow::Result<SessionContext> {
-    let ctx = SessionContext::new();
+async fn dir_session(ctx: SessionContext, data: &Path) -> anyhow::Result<SessionContext> {
     let mut found = 0;
     for table in TABLES {
         // `NAME.parquet` and, from cluster runs, `NAME.pN.parquet`.
@@ -128,13 +268,15 @@ pub async fn session(data: &Path) -> anyhow::Result<SessionContext> {
     Ok(ctx)
 }
 
-/// Runs `query` with `params` over the tables of `data`.
+/// Runs `query` with `params` over `tables`: its rows as a stream, so
+/// that a large result is written as it is computed, never held whole.
 pub async fn query(
-    data: &Path,
+    tables: &Tables<'_>,
     query: &str,
     params: &[(String, String)],
-) -> anyhow::Result<Vec<RecordBatch>> {
-    let ctx = session(data).await?;
+    memory_limit: usize,
+) -> anyhow::Result<SendableRecordBatchStream> {
+    let ctx = session(tables, memory_limit).await?;
     let mut values: HashMap<String, ScalarValue> = declared_params(query)
         .into_iter()
         .map(|(k, v)| (k, scalar(&v)))
@@ -145,33 +287,40 @@ pub async fn query(
         true => frame,
         false => frame.with_param_values(values)?,
     };
-    Ok(frame.collect().await?)
+    Ok(frame.execute_stream().await?)
 }
 
-/// Writes `batches` to stdout in `format`.
-pub fn print(
-    batches: &[RecordBatch],
+/// Writes the rows to `out` in `format`: CSV and JSON batch by batch as
+/// they arrive; the aligned table needs every row to size its columns.
+pub async fn print(
+    mut rows: SendableRecordBatchStream,
     format: Format,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Table => writeln!(
-            out,
-            "{}",
-            datafusion::arrow::util::pretty::pretty_format_batches(batches)?
-        )?,
+        Format::Table => {
+            let mut batches: Vec<RecordBatch> = Vec::new();
+            while let Some(batch) = rows.next().await {
+                batches.push(batch?);
+            }
+            writeln!(
+                out,
+                "{}",
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)?
+            )?
+        }
         Format::Csv => {
             let mut writer = datafusion::arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(out);
-            for batch in batches {
-                writer.write(batch)?;
+            while let Some(batch) = rows.next().await {
+                writer.write(&batch?)?;
             }
         }
         Format::Json => {
             let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(out);
-            for batch in batches {
-                writer.write(&decimals_as_text(batch)?)?;
+            while let Some(batch) = rows.next().await {
+                writer.write(&decimals_as_text(&batch?)?)?;
             }
             writer.finish()?;
         }
@@ -221,6 +370,20 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| anyhow!("starting the query runtime: {e}"))?;
-    let batches = runtime.block_on(query(&args.data, &text, &args.params))?;
-    print(&batches, args.format, &mut std::io::stdout().lock())
+    let tables = match &args.kafka {
+        None => Tables::Dir(&args.data),
+        Some(address) => Tables::Kafka {
+            address: KafkaAddress::parse(&match address.starts_with("kafka://") {
+                true => address.clone(),
+                false => format!("kafka://{address}"),
+            })?,
+            options: &args.client.options,
+            from: args.from,
+            to: args.to,
+        },
+    };
+    runtime.block_on(async {
+        let rows = query(&tables, &text, &args.params, args.memory_limit).await?;
+        print(rows, args.format, &mut std::io::stdout().lock()).await
+    })
 }

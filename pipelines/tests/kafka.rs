@@ -335,3 +335,49 @@ fn the_kafka_sink_writes_what_the_dir_sink_writes_keyed_by_symbol() {
         }
     }
 }
+
+#[test]
+fn sql_over_output_topics_answers_like_sql_over_the_dir() {
+    let prefix = format!("{}.", unique("sql"));
+    let out = scratch("kafka-sql");
+    let sink = format!("kafka://{}?prefix={prefix}&partitions=2", kafka());
+    let mut args = vec!["--sink", &sink, "--intervals", "1m"];
+    args.extend(GEN);
+    run("gen", &out, &args);
+    let query = "SELECT symbol, count(*) AS trades, sum(qty) AS volume, \
+                 sum(price * qty) AS notional FROM trades GROUP BY symbol ORDER BY symbol";
+    let data = out.to_str().unwrap();
+    let from_dir = orderflow(&["sql", "--data", data, "--format", "csv", query]);
+    let address = format!("kafka://{}?prefix={prefix}", kafka());
+    let from_kafka = orderflow(&["sql", "--kafka", &address, "--format", "csv", query]);
+    assert!(from_dir.lines().count() > 2, "{from_dir}");
+    assert_eq!(from_kafka, from_dir);
+    // Candles and events are there too, with their exact decimals.
+    let candles = "SELECT count(*) AS n, sum(volume) AS v FROM candles";
+    assert_eq!(
+        orderflow(&["sql", "--kafka", &address, "--format", "csv", candles]),
+        orderflow(&["sql", "--data", data, "--format", "csv", candles])
+    );
+    // A range by record timestamp: everything was written before now, and
+    // nothing after.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let count = "SELECT count(*) AS n FROM events";
+    let before_now = orderflow(&[
+        "sql", "--kafka", &address, "--to", &now, "--format", "csv", count,
+    ]);
+    assert_eq!(before_now, format!("n\n{ORDERS}\n"));
+    let after_now = orderflow(&[
+        "sql", "--kafka", &address, "--from", &now, "--format", "csv", count,
+    ]);
+    assert_eq!(after_now, "n\n0\n");
+    // A bad query is an error with its position, not a panic.
+    let bad = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(["sql", "--kafka", &address, "SELEC 1"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+}

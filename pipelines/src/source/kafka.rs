@@ -236,7 +236,7 @@ impl KafkaSource {
     }
 }
 
-fn consumer_config(address: &KafkaAddress, read: &KafkaRead) -> ClientConfig {
+pub fn consumer_config(address: &KafkaAddress, read: &KafkaRead) -> ClientConfig {
     let defaults = [
         ("group.id", read.group.as_str()),
         ("enable.auto.commit", "false"),
@@ -248,7 +248,8 @@ fn consumer_config(address: &KafkaAddress, read: &KafkaRead) -> ClientConfig {
     address.config(&defaults, &read.options)
 }
 
-fn plan(
+/// Each partition's start and (with `--stop latest`) end offsets.
+pub fn plan(
     consumer: &BaseConsumer,
     topic: &str,
     read: &KafkaRead,
@@ -336,6 +337,86 @@ fn plan(
         .collect())
 }
 
+/// Whether the consumer's position in `partition` has reached `end`.
+fn caught_up(consumer: &BaseConsumer, topic: &str, partition: i32, end: i64) -> bool {
+    // The list is dropped here, before the consumer can be: a live one
+    // would make the consumer's drop block.
+    let position = consumer
+        .position()
+        .ok()
+        .and_then(|list| list.find_partition(topic, partition).map(|e| e.offset()));
+    matches!(position, Some(Offset::Offset(o)) if o >= end)
+}
+
+/// Reads every record of `topic` stamped in `[from, to)` (record
+/// timestamps) up to the end offsets of the moment, handing each value to
+/// `each`, in offset order per partition; returns how many it handed over.
+/// A bounded read for queries: no commits, no watermarks.
+pub fn read_range(
+    address: &KafkaAddress,
+    options: &[(String, String)],
+    topic: &str,
+    from: Option<i64>,
+    to: Option<i64>,
+    mut each: impl FnMut(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let read = KafkaRead {
+        options: options.to_vec(),
+        start: from.map_or(StartAt::Earliest, StartAt::Timestamp),
+        stop: Some(StopAt::Latest),
+        group: "orderflow-sql".to_string(),
+        commit: false,
+    };
+    let consumer: BaseConsumer = consumer_config(address, &read)
+        .create()
+        .context("creating a Kafka consumer")?;
+    let mut left: Vec<PartitionPlan> = plan(&consumer, topic, &read)?
+        .into_iter()
+        .filter(|p| p.end.is_some_and(|end| end > p.start))
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    for p in &left {
+        assignment.add_partition_offset(topic, p.partition, Offset::Offset(p.start))?;
+    }
+    consumer.assign(&assignment)?;
+    let within = |ts: Option<i64>| {
+        let ts = ts.unwrap_or(i64::MIN);
+        from.is_none_or(|f| ts >= f) && to.is_none_or(|t| ts < t)
+    };
+    let mut handed = 0;
+    let mut progress = Instant::now();
+    while !left.is_empty() {
+        let Some(record) = consumer.poll(Duration::from_millis(100)) else {
+            // Quiet: partitions whose last offsets are transaction markers
+            // are done once the position has passed them.
+            left.retain(|p| {
+                !p.end
+                    .is_some_and(|end| caught_up(&consumer, topic, p.partition, end))
+            });
+            if progress.elapsed() > REQUEST_TIMEOUT {
+                bail!(
+                    "reading {topic}: no record for {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                );
+            }
+            continue;
+        };
+        progress = Instant::now();
+        let record = record.with_context(|| format!("reading {topic}"))?;
+        let Some(slot) = left.iter().position(|p| p.partition == record.partition()) else {
+            continue;
+        };
+        if within(record.timestamp().to_millis()) {
+            each(record.payload().unwrap_or_default())?;
+            handed += 1;
+        }
+        if left[slot].end.is_some_and(|end| record.offset() + 1 >= end) {
+            left.swap_remove(slot);
+        }
+    }
+    Ok(handed)
+}
+
 /// Offsets between commits to the group, which are for monitoring only.
 const COMMIT_EVERY: Duration = Duration::from_secs(5);
 /// How often an idle partition past its stop time asks for its end offset.
@@ -405,6 +486,31 @@ impl Position {
 }
 
 impl KafkaPartition {
+    /// An idle partition may have ended without a record saying so: its
+    /// last offsets can be transaction markers, which are never delivered
+    /// (the consumer's position moves past them), and with a stop time that
+    /// has passed, being caught up means nothing more can come.
+    fn check_end(&mut self) -> anyhow::Result<()> {
+        let partition = self.position.reader.partition() as i32;
+        if let Some(end) = self.position.end {
+            if caught_up(&self.consumer, &self.topic, partition, end) {
+                self.position.next = self.position.next.max(end);
+            }
+        }
+        if let Some(stop) = self.position.stop_ts {
+            if now_ms() >= stop {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
+                    .with_context(|| format!("reading the end of partition {partition}"))?;
+                if caught_up(&self.consumer, &self.topic, partition, high) {
+                    self.position.stopped = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Serves the consumer's events (errors, commit results).
     fn serve(&self) -> anyhow::Result<()> {
         match self.consumer.poll(Duration::ZERO) {
@@ -456,24 +562,13 @@ impl PartitionSource for KafkaPartition {
         if out.len() > start {
             return Ok(Poll::Ready);
         }
-        // Caught up with a stop time that has passed: nothing more can come.
-        // (Asked of the broker at most once a second, and only then.)
-        if let Some(stop) = self.position.stop_ts {
-            if now_ms() >= stop
-                && self
-                    .last_end_check
-                    .is_none_or(|t| t.elapsed() >= END_CHECK_EVERY)
-            {
-                self.last_end_check = Some(Instant::now());
-                let partition = self.position.reader.partition() as i32;
-                let (_, high) = self
-                    .consumer
-                    .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
-                    .with_context(|| format!("reading the end of partition {partition}"))?;
-                if self.position.next >= high {
-                    self.position.stopped = true;
-                }
-            }
+        // Asked of the client at most once a second, and only when idle.
+        if self
+            .last_end_check
+            .is_none_or(|t| t.elapsed() >= END_CHECK_EVERY)
+        {
+            self.last_end_check = Some(Instant::now());
+            self.check_end()?;
         }
         Ok(if self.position.ended() {
             Poll::Ended
