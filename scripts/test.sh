@@ -12,8 +12,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The real broker the Kafka tests talk to (installed on first use).
+# The real servers the Kafka and ClickHouse tests talk to (installed on
+# first use), and current ClickHouse in-process (chdb-core) for the queries.
 echo "== Kafka broker: $(scripts/kafka.sh start)"
+echo "== ClickHouse server: $(scripts/clickhouse.sh start)"
+if ! python3 -c 'import chdb' 2>/dev/null; then
+    echo "== installing chdb-core (pip)"
+    python3 -m pip install --quiet chdb-core
+fi
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

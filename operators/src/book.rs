@@ -162,6 +162,7 @@ impl OrderBook {
             reason,
             ts: msg.ts,
             raw: None,
+            origin: (0, 0),
         });
         let after = self.top_raw();
         if after != before {
@@ -189,6 +190,7 @@ impl OrderBook {
             reason: Some(rejected.reason),
             ts: rejected.ts,
             raw: None,
+            origin: (0, 0),
         });
     }
 

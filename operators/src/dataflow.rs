@@ -175,10 +175,15 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                                 reason: Some(rejected.reason),
                                 ts: rejected.ts,
                                 raw: rejected.raw.clone(),
+                                origin: (0, 0),
                             }),
                         }
                         let partition = seq.partition;
-                        let events = out.events.drain(..).map(Record::Event);
+                        let origin = (seq.partition, seq.offset);
+                        let events = out
+                            .events
+                            .drain(..)
+                            .map(|event| Record::Event(Event { origin, ..event }));
                         let bbo = out.bbo.drain(..).map(Record::Bbo);
                         session.give_iterator(events.chain(bbo).map(BookRecord::Record));
                         let trades = out.trades.drain(..);

@@ -31,6 +31,11 @@ pub struct Event {
     /// The input text of a message with no valid symbol, kept for inspection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// The message's place in its source, (partition, offset), set by the
+    /// dataflow: what tells apart the events of messages without a symbol
+    /// in a sink that collapses re-sent rows. Not in the contract's JSON.
+    #[serde(skip)]
+    pub origin: (u32, u64),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

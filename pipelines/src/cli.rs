@@ -35,9 +35,12 @@ pub struct RunArgs {
     /// Where orders come from: `gen` (the built-in generator), `file:PATH.jsonl`, `file:-` for stdin, or `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`.
     #[arg(long, default_value = "gen")]
     pub source: String,
-    /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late}, keyed by symbol.
+    /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late}, keyed by symbol; `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]` inserts them into tables of those names plus pipeline_metrics (credentials also from CLICKHOUSE_USER and CLICKHOUSE_PASSWORD).
     #[arg(long = "sink", default_value = "dir:./data")]
     pub sinks: Vec<String>,
+    /// Do not create a ClickHouse sink's database and tables; fail if they are missing.
+    #[arg(long)]
+    pub no_create: bool,
     /// Candle intervals, comma-separated.
     #[arg(long, default_value = "1s,1m,5m,1h", value_delimiter = ',', value_parser = parse_window)]
     pub intervals: Vec<Interval>,

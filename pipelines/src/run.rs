@@ -19,7 +19,7 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::cli::RunArgs;
 use crate::progress::{Counters, Progress};
-use crate::sink::{self, Sink};
+use crate::sink::{self, Sink, SinkSettings, WorkerInfo};
 use crate::source::{Poll, SourceSpec};
 
 /// Batches a worker may run ahead of its slowest downstream operator: enough
@@ -45,8 +45,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args.cluster.timely_config()?;
     let sinks = sink::open(
         &args.sinks,
-        args.cluster.process,
-        &args.kafka.client.options,
+        &SinkSettings {
+            process: args.cluster.process,
+            kafka_options: &args.kafka.client.options,
+            create_tables: !args.no_create,
+        },
     )?;
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -96,10 +99,15 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let mut sources = job
         .source
         .open(index, peers, job.out_of_orderness, &job.counters)?;
+    let info = WorkerInfo {
+        index,
+        watermark: Rc::default(),
+    };
+    let watermark = Rc::clone(&info.watermark);
     let mut handles = job
         .sinks
         .iter()
-        .map(|s| s.handle())
+        .map(|s| s.handle(&info))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // The sink operator cannot return errors; it parks the first one here.
     let failure: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
@@ -118,9 +126,7 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
             .candles(marks, spec)
             .probe_with(&probe)
             .sink(Pipeline, "Sinks", move |(input, frontier)| {
-                let mut wrote = false;
                 input.for_each(|_, records| {
-                    wrote = true;
                     for record in records.drain(..) {
                         counters.count(&record);
                         for handle in handles.iter_mut() {
@@ -130,13 +136,12 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
                         }
                     }
                 });
-                // Hand over what this step produced, so that sinks see rows
-                // with the latency of a step rather than of a full buffer.
-                if wrote {
-                    for handle in handles.iter_mut() {
-                        if let Err(e) = handle.flush() {
-                            sink_failure.borrow_mut().get_or_insert(e);
-                        }
+                // Hand over what is due, so that sinks see rows with the
+                // latency of a step (or of their flush period) rather than
+                // of a full buffer.
+                for handle in handles.iter_mut() {
+                    if let Err(e) = handle.flush() {
+                        sink_failure.borrow_mut().get_or_insert(e);
                     }
                 }
                 if frontier.is_empty() {
@@ -197,6 +202,14 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
                 });
                 progressed = true;
             }
+        }
+        // Kept once all partitions have ended: the last watermark stands.
+        if let Some(lowest) = (0..sources.len())
+            .filter(|&i| open[i] && sent_marks[i] != i64::MIN)
+            .map(|i| sent_marks[i])
+            .min()
+        {
+            watermark.set(Some(lowest));
         }
         // A worker whose partitions are quiet still moves its inputs on once
         // the dataflow has caught up with it: the frontier is the minimum

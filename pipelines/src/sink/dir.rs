@@ -21,7 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::{Sink, SinkHandle};
+use super::{Sink, SinkHandle, WorkerInfo};
 
 /// Bytes a worker buffers per output before handing them over.
 const FLUSH_AT: usize = 1 << 16;
@@ -224,7 +224,7 @@ impl ParquetCopy {
 }
 
 impl Sink for DirSink {
-    fn handle(&self) -> anyhow::Result<Box<dyn SinkHandle>> {
+    fn handle(&self, _worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
         let senders = self
             .senders
             .lock()

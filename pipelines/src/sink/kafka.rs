@@ -10,7 +10,7 @@
 use anyhow::{bail, Context};
 use operators::dataflow::{Record, OUTPUTS};
 
-use super::{Sink, SinkHandle};
+use super::{Sink, SinkHandle, WorkerInfo};
 use crate::kafka::{ensure_topic, KafkaAddress, Producer};
 
 /// Partitions of an output topic the sink has to create.
@@ -57,7 +57,7 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn handle(&self) -> anyhow::Result<Box<dyn SinkHandle>> {
+    fn handle(&self, _worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
         Ok(Box::new(KafkaHandle {
             producer: self.producer.clone(),
             topics: self.topics.clone(),

@@ -1,0 +1,812 @@
+//! `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]`:
+//! every output to its table (DDL in `schemas/clickhouse/`), plus a row of
+//! `pipeline_metrics` per worker every few seconds.
+//!
+//! Each worker batches its records by rows and time and hands full batches
+//! to its own writer thread through a queue of `Q` batches: when ClickHouse
+//! is slow or gone the queue fills, the worker waits, and so does the
+//! source; memory stays at `Q + 2` batches per worker. A batch is inserted
+//! table by table as RowBinary, retried with exponential backoff while the
+//! errors are transient (network, overload) for up to `retry_for` seconds;
+//! a permanent error (credentials, missing database) fails the run. Retried
+//! or replayed rows collapse: every table is a ReplacingMergeTree keyed by
+//! the row's identity, so queries with FINAL (or argMax) see each row once.
+//!
+//! The DDL and queries keep to what ClickHouse 18.16 understands, and so
+//! run on current servers as well.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clickhouse::{Client, Row, RowWrite};
+use operators::dataflow::Record;
+use operators::output::{Bbo, Candle, Event, Late, Status, Trade};
+use serde::Serialize;
+
+use super::{Sink, SinkHandle, WorkerInfo};
+
+/// The tables' DDL, in creation order; each is `CREATE TABLE IF NOT EXISTS`.
+pub const DDL: [(&str, &str); 6] = [
+    (
+        "events",
+        include_str!("../../../schemas/clickhouse/events.sql"),
+    ),
+    (
+        "trades",
+        include_str!("../../../schemas/clickhouse/trades.sql"),
+    ),
+    ("bbo", include_str!("../../../schemas/clickhouse/bbo.sql")),
+    (
+        "candles",
+        include_str!("../../../schemas/clickhouse/candles.sql"),
+    ),
+    ("late", include_str!("../../../schemas/clickhouse/late.sql")),
+    (
+        "pipeline_metrics",
+        include_str!("../../../schemas/clickhouse/pipeline_metrics.sql"),
+    ),
+];
+
+/// How often each worker writes its `pipeline_metrics` row.
+const METRICS_EVERY: Duration = Duration::from_secs(5);
+/// The longest pause between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Where and how to write, from the sink's URL.
+#[derive(Clone, Debug)]
+pub struct ClickHouseAddress {
+    /// `http://HOST:PORT`, without credentials (safe to print).
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Rows a worker gathers before handing a batch to its writer.
+    pub batch_rows: usize,
+    /// The longest a row waits in a worker's batch.
+    pub flush: Duration,
+    /// Batches a worker may have queued for its writer.
+    pub queue: usize,
+    /// How long transient failures are retried before the run fails.
+    pub retry_for: Duration,
+}
+
+impl ClickHouseAddress {
+    /// Parses the sink URL; user and password come from it or else from
+    /// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD`.
+    pub fn parse(spec: &str) -> anyhow::Result<ClickHouseAddress> {
+        let url = url::Url::parse(spec).with_context(|| format!("`{spec}`: not a URL"))?;
+        let usage = "clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE";
+        if url.scheme() != "clickhouse" {
+            bail!("`{}` is not a {usage} address", url.scheme());
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| anyhow!("{usage}: no host"))?;
+        let port = url.port().unwrap_or(8123);
+        let database = url.path().trim_start_matches('/');
+        if database.is_empty()
+            || !database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            bail!(
+                "{usage}: the database must be a name of letters, digits and `_`, not `{database}`"
+            );
+        }
+        let decode = |text: &str| {
+            url::form_urlencoded::parse(format!("x={text}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let user = match url.username() {
+            "" => std::env::var("CLICKHOUSE_USER").ok(),
+            name => Some(decode(name)),
+        };
+        let password = match url.password() {
+            Some(p) => Some(decode(p)),
+            None => std::env::var("CLICKHOUSE_PASSWORD").ok(),
+        };
+        let mut address = ClickHouseAddress {
+            url: format!("http://{host}:{port}"),
+            database: database.to_string(),
+            user,
+            password,
+            batch_rows: 50_000,
+            flush: Duration::from_secs(1),
+            queue: 2,
+            retry_for: Duration::from_secs(300),
+        };
+        for (key, value) in url.query_pairs() {
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("{key}={value}: expected a whole number ≥ 1"))
+            };
+            match key.as_ref() {
+                "batch_rows" => address.batch_rows = number()? as usize,
+                "flush_ms" => address.flush = Duration::from_millis(number()?),
+                "queue" => address.queue = number()? as usize,
+                "retry_for" => address.retry_for = Duration::from_secs(number()?),
+                other => bail!(
+                    "ClickHouse sink: unknown setting `{other}` (batch_rows, flush_ms, queue, retry_for)"
+                ),
+            }
+        }
+        Ok(address)
+    }
+
+    /// A client of the server, in `database` when given.
+    pub fn client(&self, database: Option<&str>) -> Client {
+        let mut client = Client::default()
+            .with_url(&self.url)
+            // 18.16 has neither RowBinaryWithNamesAndTypes nor the schema
+            // queries validation needs; the row types mirror the DDL instead.
+            .with_validation(false);
+        if let Some(user) = &self.user {
+            client = client.with_user(user);
+        }
+        if let Some(password) = &self.password {
+            client = client.with_password(password);
+        }
+        match database {
+            Some(database) => client.with_database(database),
+            None => client,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{}/{}", self.url, self.database)
+    }
+}
+
+/// Whether an error may pass by itself: the server unreachable, overloaded
+/// or restarting, as opposed to a request it will refuse every time.
+fn transient(error: &clickhouse::error::Error) -> bool {
+    use clickhouse::error::Error;
+    match error {
+        Error::Network(_) | Error::TimedOut => true,
+        Error::BadResponse(text) => {
+            // ClickHouse's error codes: timeouts, too many queries or parts,
+            // memory limits, socket trouble, replicas read-only for a while.
+            const PASSING: [u32; 12] = [159, 160, 164, 202, 203, 209, 210, 241, 242, 252, 319, 425];
+            let code = text
+                .split("Code: ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|digits| digits.parse::<u32>().ok());
+            // Without a code the reply came from something in between
+            // (a proxy restarting): worth another try.
+            code.is_none_or(|code| PASSING.contains(&code))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `attempt` until it succeeds, retrying transient errors with
+/// exponential backoff for up to `retry_for`.
+fn retry<T>(
+    what: &str,
+    retry_for: Duration,
+    mut attempt: impl FnMut() -> Result<T, clickhouse::error::Error>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(e) if transient(&e) && started.elapsed() < retry_for => {
+                tracing::warn!("ClickHouse: {what}: {e}; retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) if transient(&e) => bail!(
+                "ClickHouse: {what}: still failing after {} s: {e}",
+                retry_for.as_secs()
+            ),
+            Err(e) => bail!("ClickHouse: {what}: {e}"),
+        }
+    }
+}
+
+/// A runtime for the client's futures on the calling thread.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the ClickHouse client's runtime")
+}
+
+/// Creates the database and tables when missing (`create`), or checks that
+/// they are there.
+pub fn prepare(address: &ClickHouseAddress, create: bool) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let database = &address.database;
+    let server = address.client(None);
+    let retry_for = address.retry_for;
+    if create {
+        let sql = format!("CREATE DATABASE IF NOT EXISTS `{database}`");
+        retry("creating the database", retry_for, || {
+            runtime.block_on(server.query(&sql).execute())
+        })?;
+        let client = address.client(Some(database));
+        for (table, ddl) in DDL {
+            retry(&format!("creating table {table}"), retry_for, || {
+                runtime.block_on(client.query(ddl).execute())
+            })?;
+        }
+        return Ok(());
+    }
+    let tables: Vec<String> = retry("listing the tables", retry_for, || {
+        runtime.block_on(
+            server
+                .query("SELECT name FROM system.tables WHERE database = ?")
+                .bind(database.as_str())
+                .fetch_all::<String>(),
+        )
+    })?;
+    let missing: Vec<&str> = DDL
+        .iter()
+        .map(|(table, _)| *table)
+        .filter(|table| !tables.iter().any(|t| t == table))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "ClickHouse {}: missing {} (run without --no-create to create them)",
+            address.describe(),
+            match tables.is_empty() {
+                true => format!("database {database} or its tables"),
+                false => format!("tables {}", missing.join(", ")),
+            }
+        );
+    }
+    Ok(())
+}
+
+/// What the workers' writers share with the sink.
+#[derive(Default)]
+struct Shared {
+    /// The first error that stopped a writer.
+    failure: Mutex<Option<String>>,
+    writers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn check(&self) -> anyhow::Result<()> {
+        match self.failure.lock() {
+            Ok(failure) => match failure.as_ref() {
+                Some(text) => bail!("{text}"),
+                None => Ok(()),
+            },
+            Err(_) => bail!("ClickHouse sink poisoned"),
+        }
+    }
+}
+
+pub struct ClickHouseSink {
+    address: ClickHouseAddress,
+    process: usize,
+    shared: Arc<Shared>,
+}
+
+impl ClickHouseSink {
+    /// Prepares the database (see [`prepare`]); writers start per worker.
+    pub fn create(spec: &str, process: usize, create: bool) -> anyhow::Result<ClickHouseSink> {
+        let address = ClickHouseAddress::parse(spec)?;
+        prepare(&address, create)?;
+        Ok(ClickHouseSink {
+            address,
+            process,
+            shared: Arc::default(),
+        })
+    }
+}
+
+impl Sink for ClickHouseSink {
+    fn handle(&self, worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
+        let (queue, batches) = sync_channel(self.address.queue);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let writer = Writer {
+            client: self.address.client(Some(&self.address.database)),
+            retry_for: self.address.retry_for,
+            depth: Arc::clone(&depth),
+            shared: Arc::clone(&self.shared),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("clickhouse-{}", worker.index))
+            .spawn(move || writer.run(batches))
+            .context("starting a ClickHouse writer")?;
+        self.shared
+            .writers
+            .lock()
+            .map_err(|_| anyhow!("ClickHouse sink poisoned"))?
+            .push(thread);
+        Ok(Box::new(ClickHouseHandle {
+            batch: Batch::default(),
+            since: Instant::now(),
+            queue: Some(queue),
+            depth,
+            shared: Arc::clone(&self.shared),
+            batch_rows: self.address.batch_rows,
+            flush: self.address.flush,
+            metrics: Metrics {
+                process: self.process as u32,
+                worker: worker.index as u32,
+                watermark: Rc::clone(&worker.watermark),
+                since: Instant::now(),
+                counts: Counts::default(),
+            },
+        }))
+    }
+
+    fn close(&self) -> anyhow::Result<()> {
+        let writers = std::mem::take(
+            &mut *self
+                .shared
+                .writers
+                .lock()
+                .map_err(|_| anyhow!("ClickHouse sink poisoned"))?,
+        );
+        for writer in writers {
+            writer
+                .join()
+                .map_err(|_| anyhow!("a ClickHouse writer panicked"))?;
+        }
+        self.shared.check()
+    }
+}
+
+/// One worker's records on their way to the tables.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    trades: Vec<Trade>,
+    bbo: Vec<Bbo>,
+    candles: Vec<Candle>,
+    late: Vec<Late>,
+    metrics: Vec<MetricsRow>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.events.len()
+            + self.trades.len()
+            + self.bbo.len()
+            + self.candles.len()
+            + self.late.len()
+            + self.metrics.len()
+    }
+
+    fn push(&mut self, record: &Record) {
+        match record {
+            Record::Event(e) => self.events.push(e.clone()),
+            Record::Trade(t) => self.trades.push(t.clone()),
+            Record::Bbo(b) => self.bbo.push(b.clone()),
+            Record::Candle(c) => self.candles.push(c.clone()),
+            Record::Late(l) => self.late.push(l.clone()),
+        }
+    }
+}
+
+/// Counts over one metrics period.
+#[derive(Default)]
+struct Counts {
+    orders: u64,
+    trades: u64,
+    late: u64,
+    rejects: u64,
+}
+
+/// A worker's `pipeline_metrics` rows in the making.
+struct Metrics {
+    process: u32,
+    worker: u32,
+    watermark: Rc<Cell<Option<i64>>>,
+    since: Instant,
+    counts: Counts,
+}
+
+impl Metrics {
+    fn count(&mut self, record: &Record) {
+        match record {
+            // One event per input message: the orders consumed.
+            Record::Event(e) => {
+                self.counts.orders += 1;
+                self.counts.rejects += u64::from(e.status == Status::Rejected);
+            }
+            Record::Trade(_) => self.counts.trades += 1,
+            Record::Late(_) => self.counts.late += 1,
+            Record::Bbo(_) | Record::Candle(_) => {}
+        }
+    }
+
+    /// The period's row, starting the next period.
+    fn row(&mut self, queue_depth: usize) -> MetricsRow {
+        let now = now_ms();
+        let counts = std::mem::take(&mut self.counts);
+        let period = std::mem::replace(&mut self.since, Instant::now()).elapsed();
+        let watermark = self.watermark.get();
+        MetricsRow {
+            ts: now,
+            process: self.process,
+            worker: self.worker,
+            period_ms: period.as_millis().min(u32::MAX as u128) as u32,
+            orders: counts.orders,
+            trades: counts.trades,
+            late: counts.late,
+            rejects: counts.rejects,
+            watermark,
+            watermark_lag_ms: watermark.map(|w| now.saturating_sub(w).max(0)),
+            queue_depth: queue_depth as u32,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct ClickHouseHandle {
+    batch: Batch,
+    /// When the batch got its first row.
+    since: Instant,
+    /// `None` once closed.
+    queue: Option<SyncSender<Batch>>,
+    /// Batches queued or being written.
+    depth: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    batch_rows: usize,
+    flush: Duration,
+    metrics: Metrics,
+}
+
+impl ClickHouseHandle {
+    /// Hands the batch to the writer, waiting while its queue is full.
+    fn send(&mut self) -> anyhow::Result<()> {
+        self.shared.check()?;
+        let Some(queue) = &self.queue else {
+            bail!("ClickHouse sink closed")
+        };
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if queue.send(std::mem::take(&mut self.batch)).is_err() {
+            // The writer stopped; it left its reason.
+            self.shared.check()?;
+            bail!("ClickHouse writer stopped");
+        }
+        Ok(())
+    }
+}
+
+impl SinkHandle for ClickHouseHandle {
+    fn write(&mut self, record: &Record) -> anyhow::Result<()> {
+        if self.batch.len() == 0 {
+            self.since = Instant::now();
+        }
+        self.metrics.count(record);
+        self.batch.push(record);
+        if self.batch.len() >= self.batch_rows {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batch once it is old enough, so rows reach ClickHouse
+    /// within the flush period without one small insert per step.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.metrics.since.elapsed() >= METRICS_EVERY {
+            let row = self.metrics.row(self.depth.load(Ordering::Relaxed));
+            if self.batch.len() == 0 {
+                self.since = Instant::now();
+            }
+            self.batch.metrics.push(row);
+        }
+        if self.batch.len() > 0 && self.since.elapsed() >= self.flush {
+            self.send()?;
+        }
+        self.shared.check()
+    }
+}
+
+impl Drop for ClickHouseHandle {
+    /// The last rows and the last metrics go to the writer, which then
+    /// ends; `close` reports its failures.
+    fn drop(&mut self) {
+        let row = self.metrics.row(self.depth.load(Ordering::Relaxed));
+        self.batch.metrics.push(row);
+        let _ = self.send();
+        self.queue = None;
+    }
+}
+
+/// A worker's writer thread: inserts its batches in order.
+struct Writer {
+    client: Client,
+    retry_for: Duration,
+    depth: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    fn run(self, batches: Receiver<Batch>) {
+        let outcome = runtime().and_then(|runtime| {
+            for batch in batches {
+                retry("inserting a batch", self.retry_for, || {
+                    runtime.block_on(insert(&self.client, &batch))
+                })?;
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        if let Err(e) = outcome {
+            if let Ok(mut failure) = self.shared.failure.lock() {
+                failure.get_or_insert(format!("{e:#}"));
+            }
+            // Returning drops the queue's receiver: the worker's next send
+            // fails and reports the failure.
+        }
+    }
+}
+
+/// Inserts a batch table by table. A retry re-sends all of it: rows that
+/// were already written collapse with their copies.
+async fn insert(client: &Client, batch: &Batch) -> clickhouse::error::Result<()> {
+    insert_rows::<_, EventRow>(client, "events", &batch.events, EventRow::of).await?;
+    insert_rows::<_, TradeRow>(client, "trades", &batch.trades, TradeRow::of).await?;
+    insert_rows::<_, BboRow>(client, "bbo", &batch.bbo, BboRow::of).await?;
+    insert_rows::<_, CandleRow>(client, "candles", &batch.candles, CandleRow::of).await?;
+    insert_rows::<_, LateRow>(client, "late", &batch.late, LateRow::of).await?;
+    insert_rows::<_, MetricsRow>(client, "pipeline_metrics", &batch.metrics, |m| *m).await
+}
+
+async fn insert_rows<T, R: RowWrite>(
+    client: &Client,
+    table: &str,
+    items: &[T],
+    row: impl for<'a> Fn(&'a T) -> R::Value<'a>,
+) -> clickhouse::error::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut insert = client.insert::<R>(table).await?;
+    for item in items {
+        insert.write(&row(item)).await?;
+    }
+    insert.end().await
+}
+
+// Rows as the tables' columns, in their order. Decimal(18, 8) is the
+// scaled i64 of `Fixed`, Decimal(38, 8) the scaled i128 of `Wide`; enums
+// are their Enum8 codes.
+
+#[derive(Row, Serialize)]
+struct EventRow<'a> {
+    symbol: &'a str,
+    order_id: Option<&'a str>,
+    seq: u64,
+    status: i8,
+    reason: Option<String>,
+    ts: i64,
+    raw: Option<&'a str>,
+    source_partition: u32,
+    source_offset: u64,
+}
+
+impl EventRow<'_> {
+    fn of(e: &Event) -> EventRow<'_> {
+        EventRow {
+            symbol: e.symbol.as_deref().unwrap_or(""),
+            order_id: e.order_id.as_deref(),
+            seq: e.seq.unwrap_or(0),
+            status: e.status as i8 + 1,
+            reason: e.reason.map(|r| r.to_string()),
+            ts: e.ts,
+            raw: e.raw.as_deref(),
+            source_partition: e.origin.0,
+            source_offset: e.origin.1,
+        }
+    }
+}
+
+#[derive(Row, Serialize)]
+struct TradeRow<'a> {
+    symbol: &'a str,
+    seq: u64,
+    price: i64,
+    qty: i64,
+    maker_order_id: &'a str,
+    taker_order_id: &'a str,
+    taker_side: i8,
+    ts: i64,
+}
+
+impl TradeRow<'_> {
+    fn of(t: &Trade) -> TradeRow<'_> {
+        TradeRow {
+            symbol: &t.symbol,
+            seq: t.seq,
+            price: t.price.0,
+            qty: t.qty.0,
+            maker_order_id: &t.maker_order_id,
+            taker_order_id: &t.taker_order_id,
+            taker_side: t.taker_side as i8 + 1,
+            ts: t.ts,
+        }
+    }
+}
+
+#[derive(Row, Serialize)]
+struct BboRow<'a> {
+    symbol: &'a str,
+    seq: u64,
+    bid: Option<i64>,
+    bid_qty: Option<i64>,
+    ask: Option<i64>,
+    ask_qty: Option<i64>,
+    ts: i64,
+}
+
+impl BboRow<'_> {
+    fn of(b: &Bbo) -> BboRow<'_> {
+        BboRow {
+            symbol: &b.symbol,
+            seq: b.seq,
+            bid: b.bid.map(|p| p.0),
+            bid_qty: b.bid_qty.map(|q| q.0),
+            ask: b.ask.map(|p| p.0),
+            ask_qty: b.ask_qty.map(|q| q.0),
+            ts: b.ts,
+        }
+    }
+}
+
+#[derive(Row, Serialize)]
+struct CandleRow<'a> {
+    symbol: &'a str,
+    candle_interval: String,
+    window_start: i64,
+    window_end: i64,
+    open: i64,
+    high: i64,
+    low: i64,
+    close: i64,
+    volume: i128,
+    vwap: i128,
+    trades: u64,
+    version: u32,
+}
+
+impl CandleRow<'_> {
+    fn of(c: &Candle) -> CandleRow<'_> {
+        CandleRow {
+            symbol: &c.symbol,
+            candle_interval: c.interval.to_string(),
+            window_start: c.window_start,
+            window_end: c.window_end,
+            open: c.open.0,
+            high: c.high.0,
+            low: c.low.0,
+            close: c.close.0,
+            volume: c.volume.0,
+            vwap: c.vwap.0,
+            trades: c.trades,
+            version: c.version,
+        }
+    }
+}
+
+#[derive(Row, Serialize)]
+struct LateRow<'a> {
+    symbol: &'a str,
+    seq: u64,
+    price: i64,
+    qty: i64,
+    maker_order_id: &'a str,
+    taker_order_id: &'a str,
+    taker_side: i8,
+    ts: i64,
+    candle_interval: String,
+}
+
+impl LateRow<'_> {
+    fn of(l: &Late) -> LateRow<'_> {
+        let t = TradeRow::of(&l.trade);
+        LateRow {
+            symbol: t.symbol,
+            seq: t.seq,
+            price: t.price,
+            qty: t.qty,
+            maker_order_id: t.maker_order_id,
+            taker_order_id: t.taker_order_id,
+            taker_side: t.taker_side,
+            ts: t.ts,
+            candle_interval: l.interval.to_string(),
+        }
+    }
+}
+
+#[derive(Row, Serialize, Clone, Copy)]
+struct MetricsRow {
+    ts: i64,
+    process: u32,
+    worker: u32,
+    period_ms: u32,
+    orders: u64,
+    trades: u64,
+    late: u64,
+    rejects: u64,
+    watermark: Option<i64>,
+    watermark_lag_ms: Option<i64>,
+    queue_depth: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_carry_credentials_and_settings() {
+        let a = ClickHouseAddress::parse(
+            "clickhouse://ann:p%40ss@db.example:9123/market?batch_rows=10&flush_ms=250&queue=3&retry_for=20",
+        )
+        .unwrap();
+        assert_eq!(a.url, "http://db.example:9123");
+        assert_eq!(a.database, "market");
+        assert_eq!(a.user.as_deref(), Some("ann"));
+        assert_eq!(a.password.as_deref(), Some("p@ss"));
+        assert_eq!(a.batch_rows, 10);
+        assert_eq!(a.flush, Duration::from_millis(250));
+        assert_eq!(a.queue, 3);
+        assert_eq!(a.retry_for, Duration::from_secs(20));
+        // The printable form never has the password.
+        assert!(!a.describe().contains("p@ss"));
+        assert_eq!(
+            ClickHouseAddress::parse("clickhouse://h/db").unwrap().url,
+            "http://h:8123"
+        );
+    }
+
+    #[test]
+    fn bad_addresses_are_refused() {
+        for bad in [
+            "clickhouse://h:8123",
+            "clickhouse://h:8123/",
+            "clickhouse://h:8123/a-b",
+            "http://h:8123/db",
+            "clickhouse://h:8123/db?batch_rows=0",
+            "clickhouse://h:8123/db?colour=red",
+        ] {
+            assert!(ClickHouseAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn network_trouble_and_overload_are_retried_refusals_are_not() {
+        use clickhouse::error::Error;
+        assert!(transient(&Error::TimedOut));
+        assert!(transient(&Error::BadResponse(
+            "Code: 241, e.displayText() = DB::Exception: Memory limit exceeded".into()
+        )));
+        assert!(transient(&Error::BadResponse("502 Bad Gateway".into())));
+        for permanent in [
+            "Code: 81, e.displayText() = DB::Exception: Database nope doesn't exist",
+            "Code: 516. DB::Exception: default: Authentication failed",
+            "Code: 192, e.displayText() = DB::Exception: Unknown user ann",
+        ] {
+            assert!(
+                !transient(&Error::BadResponse(permanent.into())),
+                "{permanent}"
+            );
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! The ClickHouse sink against a real server (`scripts/clickhouse.sh`).
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{orderflow, rows, scratch, sorted, unique};
+use serde_json::Value;
+
+/// The address of a server on `port` started by `scripts/clickhouse.sh`
+/// (idempotent), its data under `area`.
+fn clickhouse_on(port: u16, area: &Path, action: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/clickhouse.sh");
+    let out = Command::new(script)
+        .arg(action)
+        .env("ORDERFLOW_CLICKHOUSE_PORT", port.to_string())
+        .env("ORDERFLOW_CLICKHOUSE_NATIVE_PORT", (port + 877).to_string())
+        .env("ORDERFLOW_SERVERS", area)
+        .output()
+        .expect("scripts/clickhouse.sh runs");
+    assert!(
+        out.status.success(),
+        "scripts/clickhouse.sh {action} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The shared test server.
+fn clickhouse() -> String {
+    static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDRESS
+        .get_or_init(|| {
+            let area = std::env::var_os("ORDERFLOW_SERVERS")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("orderflow-servers"));
+            clickhouse_on(8123, &area, "start")
+        })
+        .clone()
+}
+
+/// A database name no earlier run used: the server keeps its data.
+fn database(name: &str) -> String {
+    unique(name).replace('-', "_")
+}
+
+/// The rows of `query` (run on `address`) as JSON values.
+fn select(address: &str, query: &str) -> Vec<Value> {
+    select_in(address, "default", query)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The rows of `query` in `database`, as JSONEachRow text.
+fn select_in(address: &str, database: &str, query: &str) -> String {
+    let client = clickhouse::Client::default()
+        .with_url(format!("http://{address}"))
+        .with_database(database)
+        .with_validation(false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bytes = runtime
+        .block_on(async {
+            client
+                .query(query)
+                .fetch_bytes("JSONEachRow")?
+                .collect()
+                .await
+        })
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// A value as text, decimals without trailing zeros, so that the dir sink's
+/// `"100.5"` and ClickHouse's `100.50000000` (or `"1"` and `1`) compare.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), canonical(v)))
+                .collect(),
+        ),
+        Value::Number(n) => canonical(&Value::String(n.to_string())),
+        Value::String(s) if s.contains('.') && s.parse::<f64>().is_ok() => {
+            Value::String(s.trim_end_matches('0').trim_end_matches('.').to_string())
+        }
+        other => other.clone(),
+    }
+}
+
+fn canonical_sorted(rows: &[Value]) -> Vec<String> {
+    sorted(&rows.iter().map(canonical).collect::<Vec<_>>())
+}
+
+/// Each output as the contract's fields, rows that were re-sent collapsed.
+fn tables(address: &str, db: &str) -> [(&'static str, Vec<Value>); 5] {
+    let trade = "trade_id, symbol, seq, toString(price) AS price, toString(qty) AS qty, \
+                 maker_order_id, taker_order_id, toString(taker_side) AS taker_side, ts";
+    [
+        (
+            "events",
+            select(
+                address,
+                &format!(
+                    "SELECT symbol, order_id, seq, toString(status) AS status, reason, ts, raw \
+                     FROM {db}.events FINAL"
+                ),
+            ),
+        ),
+        (
+            "trades",
+            select(address, &format!("SELECT {trade} FROM {db}.trades FINAL")),
+        ),
+        (
+            "bbo",
+            select(
+                address,
+                &format!(
+                    "SELECT symbol, seq, toString(bid) AS bid, toString(bid_qty) AS bid_qty, \
+                     toString(ask) AS ask, toString(ask_qty) AS ask_qty, ts FROM {db}.bbo FINAL"
+                ),
+            ),
+        ),
+        (
+            "candles",
+            select(
+                address,
+                &format!(
+                    "SELECT symbol, candle_interval AS interval, window_start, window_end, toString(open) AS open, \
+                     toString(high) AS high, toString(low) AS low, toString(close) AS close, \
+                     toString(volume) AS volume, toString(vwap) AS vwap, trades, version \
+                     FROM {db}.candles FINAL"
+                ),
+            ),
+        ),
+        (
+            "late",
+            select(
+                address,
+                &format!("SELECT {trade}, candle_interval AS interval FROM {db}.late FINAL"),
+            ),
+        ),
+    ]
+}
+
+/// What the dir sink wrote, as ClickHouse keeps it: an event without a
+/// symbol has symbol '' and seq 0; only the last version of a candle.
+fn expected(dir: &Path, output: &str) -> Vec<Value> {
+    let mut rows = rows(dir, output);
+    match output {
+        "events" => {
+            for e in &mut rows {
+                if e["symbol"].is_null() {
+                    e["symbol"] = Value::from("");
+                    e["seq"] = Value::from(0);
+                }
+                if e.get("raw").is_none() {
+                    e["raw"] = Value::Null;
+                }
+            }
+        }
+        "candles" => {
+            let mut last = std::collections::BTreeMap::new();
+            for c in rows {
+                let key = (
+                    c["symbol"].to_string(),
+                    c["interval"].to_string(),
+                    c["window_start"].as_i64(),
+                );
+                let newer = last
+                    .get(&key)
+                    .is_none_or(|old: &Value| old["version"].as_u64() < c["version"].as_u64());
+                if newer {
+                    last.insert(key, c);
+                }
+            }
+            rows = last.into_values().collect();
+        }
+        _ => {}
+    }
+    rows
+}
+
+fn assert_same(address: &str, db: &str, dir: &Path) {
+    for (output, got) in tables(address, db) {
+        let want = expected(dir, output);
+        assert!(
+            !want.is_empty() || output == "late",
+            "{output}: no rows to compare"
+        );
+        let (got, want) = (canonical_sorted(&got), canonical_sorted(&want));
+        if got != want {
+            let missing = want.iter().filter(|r| !got.contains(r)).take(3);
+            let extra = got.iter().filter(|r| !want.contains(r)).take(3);
+            panic!(
+                "{output}: {} rows in ClickHouse, {} in the dir sink; missing e.g. {:?}; extra e.g. {:?}",
+                got.len(),
+                want.len(),
+                missing.collect::<Vec<_>>(),
+                extra.collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+fn count(address: &str, query: &str) -> u64 {
+    let rows = select(address, query);
+    let value = rows[0].as_object().unwrap().values().next().unwrap();
+    match value {
+        Value::String(s) => s.parse().unwrap(),
+        other => other.as_u64().unwrap(),
+    }
+}
+
+#[test]
+fn a_run_writes_what_the_dir_sink_writes_and_a_rerun_adds_no_duplicates() {
+    let address = clickhouse();
+    let db = database("run");
+    let out = scratch("clickhouse-run");
+    let sink = format!("clickhouse://{address}/{db}");
+    let dir = format!("dir:{}", out.display());
+    let args = [
+        "run",
+        "--quiet",
+        "--sink",
+        &dir,
+        "--sink",
+        &sink,
+        "--orders",
+        "20000",
+        "--symbols",
+        "20",
+        "--seed",
+        "5",
+        "--intervals",
+        "1s,1m",
+        "--workers",
+        "2",
+    ];
+    orderflow(&args);
+    assert_same(&address, &db, &out);
+    // Every input message has its event; the metrics rows account for them.
+    assert_eq!(
+        count(&address, &format!("SELECT count() FROM {db}.events")),
+        20_000
+    );
+    assert_eq!(
+        count(
+            &address,
+            &format!("SELECT sum(orders) FROM {db}.pipeline_metrics")
+        ),
+        20_000
+    );
+    assert_eq!(
+        count(
+            &address,
+            &format!("SELECT uniqExact(worker) FROM {db}.pipeline_metrics")
+        ),
+        2
+    );
+    // The same input again: every row is re-sent, and collapses.
+    orderflow(&args);
+    assert_same(&address, &db, &out);
+    // argMax sees each candle's last version without waiting for merges.
+    let candles = expected(&out, "candles").len() as u64;
+    let argmax = format!(
+        "SELECT count() FROM (SELECT symbol, candle_interval, window_start, \
+         argMax(close, version) AS close FROM {db}.candles \
+         GROUP BY symbol, candle_interval, window_start)"
+    );
+    assert_eq!(count(&address, &argmax), candles);
+}
+
+#[test]
+fn missing_tables_with_no_create_and_a_refused_login_fail_clearly() {
+    let address = clickhouse();
+    let out = scratch("clickhouse-refused");
+    let dir = format!("dir:{}", out.display());
+    for (sink, extra, says) in [
+        (
+            format!("clickhouse://{address}/{}", database("absent")),
+            Some("--no-create"),
+            "missing",
+        ),
+        (
+            format!("clickhouse://nobody:wrong@{address}/{}", database("login")),
+            None,
+            "nobody",
+        ),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orderflow"));
+        command.args([
+            "run", "--quiet", "--orders", "100", "--sink", &dir, "--sink", &sink,
+        ]);
+        command.args(extra);
+        let run = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{sink}: {stderr}");
+        assert!(stderr.contains(says), "{sink}: {stderr}");
+        assert!(
+            !stderr.contains("wrong"),
+            "the password is never printed: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn a_server_gone_for_twenty_seconds_delays_the_run_and_loses_nothing() {
+    // A server of its own, so that stopping it disturbs no other test.
+    let area = scratch("clickhouse-outage-server");
+    let address = clickhouse_on(8124, &area, "start");
+    let db = database("outage");
+    let work = scratch("clickhouse-outage");
+    let orders = work.join("orders.jsonl");
+    orderflow(&[
+        "gen",
+        "--out",
+        orders.to_str().unwrap(),
+        "--orders",
+        "200000",
+        "--symbols",
+        "50",
+        "--seed",
+        "3",
+        "--partitions",
+        "1",
+    ]);
+    let lines: Vec<String> = std::fs::read_to_string(&orders)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let out = work.join("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(["run", "--quiet", "--source", "file:-", "--intervals", "1m"])
+        .args(["--sink", &format!("dir:{}", out.display())])
+        .args([
+            "--sink",
+            &format!(
+                "clickhouse://{address}/{db}?batch_rows=2000&flush_ms=100&queue=1&retry_for=120"
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = run.id();
+    let stderr = || std::fs::read_to_string(work.join("stderr")).unwrap();
+    let mut stdin = run.stdin.take().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    // The first tenth goes in at once, the rest once the server is gone.
+    let (outage, outage_began) = std::sync::mpsc::channel::<()>();
+    let feeder = {
+        let written = Arc::clone(&written);
+        std::thread::spawn(move || {
+            for (i, line) in lines.iter().enumerate() {
+                if i == lines.len() / 10 {
+                    outage_began.recv().unwrap();
+                }
+                writeln!(stdin, "{line}").unwrap();
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Rows are arriving; then the server goes away.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(
+        &address,
+        &format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'events'"),
+    ) == 0
+        || count(&address, &format!("SELECT count() FROM {db}.events")) == 0
+    {
+        assert!(Instant::now() < deadline, "no rows reached ClickHouse");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    clickhouse_on(8124, &area, "stop");
+    outage.send(()).unwrap();
+    let stopped = Instant::now();
+    let mut peak = 0;
+    let mut during = Vec::new();
+    while stopped.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
+        peak = peak.max(rss(pid));
+        during.push(written.load(Ordering::Relaxed));
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run waits for the server: {}",
+            stderr()
+        );
+    }
+    clickhouse_on(8124, &area, "start");
+    feeder.join().unwrap();
+    let status = run.wait().unwrap();
+    assert!(
+        status.success(),
+        "the run ends well once the server is back: {}",
+        stderr()
+    );
+    // The source was held back: over the last ten seconds of the outage it
+    // could not take more input, and memory stayed flat.
+    let tail = &during[during.len() / 2..];
+    assert!(tail.first() == tail.last(), "input kept flowing: {tail:?}");
+    assert!(
+        tail.last() < Some(&200_000),
+        "all input taken during the outage"
+    );
+    assert!(
+        peak < 300 << 20,
+        "resident memory reached {} MiB",
+        peak >> 20
+    );
+    assert_same(&address, &db, &out);
+    clickhouse_on(8124, &area, "stop");
+}
+
+/// A panel's SQL as the Grafana plugin sends it: `$__timeFilter(col)` as
+/// `col >= toDateTime(FROM) AND col <= toDateTime(TO)`, `$__interval_s` as
+/// whole seconds, the dashboard's variables by value.
+fn expand(sql: &str, from: u64, to: u64, variables: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("$__timeFilter(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "$__timeFilter(".len()..];
+        let end = after.find(')').expect("$__timeFilter( closes");
+        let column = after[..end].trim();
+        out.push_str(&format!(
+            "{column} >= toDateTime({from}) AND {column} <= toDateTime({to})"
+        ));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    let mut out = out
+        .replace("$__interval_s", "60")
+        .replace("$__fromTime", &format!("toDateTime({from})"))
+        .replace("$__toTime", &format!("toDateTime({to})"));
+    for (name, value) in variables {
+        out = out
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
+    }
+    assert!(
+        !out.contains('$'),
+        "a macro or variable left unexpanded: {out}"
+    );
+    out
+}
+
+/// Every query of the dashboards in `dashboards/`: panels' and variables'.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut queries = Vec::new();
+    for name in ["market", "pipeline"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        let dashboard: Value = serde_json::from_str(&text).unwrap();
+        for variable in dashboard["templating"]["list"].as_array().unwrap() {
+            let query = variable["query"].as_str().unwrap();
+            queries.push((format!("{name}: ${}", variable["name"]), query.to_string()));
+        }
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let sql = target["rawSql"].as_str().unwrap();
+                queries.push((format!("{name}: {}", panel["title"]), sql.to_string()));
+            }
+        }
+    }
+    queries
+}
+
+#[test]
+fn every_dashboard_query_returns_rows_on_the_test_server_and_current_clickhouse() {
+    let address = clickhouse();
+    let db = database("dashboards");
+    let out = scratch("clickhouse-dashboards");
+    let orders = out.join("orders.jsonl");
+    orderflow(&[
+        "gen",
+        "--out",
+        orders.to_str().unwrap(),
+        "--orders",
+        "20000",
+        "--symbols",
+        "10",
+        "--seed",
+        "9",
+    ]);
+    // Rejects for the reasons panel: a duplicate, an unknown cancel, junk.
+    let mut input = std::fs::read_to_string(&orders).unwrap();
+    let first = input.lines().next().unwrap().to_string();
+    input.push_str(&format!("{first}\nnot json\n"));
+    std::fs::write(&orders, input).unwrap();
+    let source = format!("file:{}", orders.display());
+    orderflow(&[
+        "run",
+        "--quiet",
+        "--source",
+        &source,
+        "--intervals",
+        "1s,1m",
+        "--sink",
+        &format!("clickhouse://{address}/{db}"),
+        "--sink",
+        &format!("dir:{}", out.join("dir").display()),
+    ]);
+    let range = select(
+        &address,
+        &format!("SELECT toUInt32(min(time)) AS from, toUInt32(max(time)) AS to FROM {db}.trades"),
+    );
+    let bound = |k: &str| -> u64 { canonical(&range[0][k]).as_str().unwrap().parse().unwrap() };
+    let (from, to) = (bound("from") - 60, bound("to") + 60);
+    let top = select(
+        &address,
+        &format!("SELECT symbol FROM {db}.trades GROUP BY symbol ORDER BY count() DESC LIMIT 1"),
+    );
+    let symbol = top[0]["symbol"].as_str().unwrap().to_string();
+    let variables = [("symbol", symbol.as_str()), ("interval", "1m")];
+    let queries: Vec<(String, String)> = dashboard_queries()
+        .into_iter()
+        .map(|(panel, sql)| (panel, expand(&sql, from, to, &variables)))
+        .collect();
+    assert!(queries.len() >= 15, "{} queries", queries.len());
+    // The pipeline's metrics rows are written in process time: widen the
+    // range for those to now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let queries: Vec<(String, String)> = queries
+        .into_iter()
+        .map(|(panel, sql)| match sql.contains("pipeline_metrics") {
+            true => {
+                let sql = sql.replace(
+                    &format!("toDateTime({to})"),
+                    &format!("toDateTime({})", now + 60),
+                );
+                (
+                    panel,
+                    sql.replace(
+                        &format!("toDateTime({from})"),
+                        &format!("toDateTime({})", now - 3600),
+                    ),
+                )
+            }
+            false => (panel, sql),
+        })
+        .collect();
+    // ClickHouse 18.16, the test server.
+    for (panel, sql) in &queries {
+        let rows = select_in(&address, &db, sql);
+        assert!(rows.lines().count() > 0, "{panel}: no rows from\n{sql}");
+    }
+    // Current ClickHouse (chdb-core), on the same rows.
+    let data = out.join("export");
+    std::fs::create_dir_all(&data).unwrap();
+    for table in [
+        "events",
+        "trades",
+        "bbo",
+        "candles",
+        "late",
+        "pipeline_metrics",
+    ] {
+        let rows = select_in(
+            &address,
+            &db,
+            &format!("SELECT * FROM {table} FORMAT JSONEachRow"),
+        );
+        std::fs::write(data.join(format!("{table}.jsonl")), rows).unwrap();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut current = Command::new("python3")
+        .arg(root.join("tests/current_clickhouse.py"))
+        .arg(root.join("schemas/clickhouse"))
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let sqls: Vec<&str> = queries.iter().map(|(_, sql)| sql.as_str()).collect();
+    serde_json::to_writer(current.stdin.take().unwrap(), &sqls).unwrap();
+    let result = current.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "current ClickHouse (chdb-core; scripts/test.sh installs it) refused: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let counts: Vec<u64> = serde_json::from_slice(&result.stdout).unwrap();
+    for ((panel, sql), n) in queries.iter().zip(counts) {
+        assert!(n > 0, "{panel}: no rows on current ClickHouse from\n{sql}");
+    }
+}
