@@ -3,8 +3,12 @@
 # clickhouse-server, run by hand with a private config (its own data, tmp and
 # log paths under the test area). Idempotent: installs the package only when
 # it is missing, starts the server only when nothing answers on the port.
+# The test area outlives a session (it sits under /tmp): `reset` begins again
+# from empty data, so tables left by an older checkout cannot stop the server
+# from loading its metadata.
 #
 #   scripts/clickhouse.sh start   # prints the HTTP address, HOST:PORT
+#   scripts/clickhouse.sh reset   # stop, empty the data, start
 #   scripts/clickhouse.sh stop
 set -euo pipefail
 
@@ -61,7 +65,25 @@ EOF
 EOF
 }
 
+stop() {
+    if [[ -f "$area/server.pid" ]]; then
+        pid="$(cat "$area/server.pid")"
+        kill "$pid" 2>/dev/null || true
+        # Gone only once it has let go of its port and data directory.
+        for _ in $(seq 1 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        rm -f "$area/server.pid"
+    fi
+}
+
 case "${1:-start}" in
+reset)
+    stop
+    rm -rf "$area/data" "$area/tmp"
+    exec "$0" start
+    ;;
 start)
     if answering; then
         echo "127.0.0.1:$http"
@@ -89,23 +111,16 @@ start)
         sleep 0.1
     done
     echo "clickhouse-server did not answer on 127.0.0.1:$http; see $area/log" >&2
-    tail -20 "$area/log/server.err.log" "$area/log/stdout.log" >&2 || true
+    echo "(tables it cannot load? scripts/clickhouse.sh reset starts from empty data)" >&2
+    grep -h '<Error>' "$area/log/server.err.log" 2>/dev/null | tail -n 3 >&2 || true
+    tail -n 20 "$area/log/stdout.log" >&2 || true
     exit 1
     ;;
 stop)
-    if [[ -f "$area/server.pid" ]]; then
-        pid="$(cat "$area/server.pid")"
-        kill "$pid" 2>/dev/null || true
-        # Gone only once it has let go of its port and data directory.
-        for _ in $(seq 1 300); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        rm -f "$area/server.pid"
-    fi
+    stop
     ;;
 *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|reset|stop" >&2
     exit 2
     ;;
 esac

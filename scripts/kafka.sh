@@ -45,7 +45,7 @@ start)
         sleep 0.1
     done
     echo "tansu did not start listening on 127.0.0.1:$port; see $area/broker.log" >&2
-    tail -20 "$area/broker.log" >&2 || true
+    tail -n 20 "$area/broker.log" >&2 || true
     exit 1
     ;;
 stop)

@@ -13,9 +13,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The real servers the Kafka and ClickHouse tests talk to (installed on
-# first use), and current ClickHouse in-process (chdb-core) for the queries.
-echo "== Kafka broker: $(scripts/kafka.sh start)"
-echo "== ClickHouse server: $(scripts/clickhouse.sh start)"
+# first use; ClickHouse from empty data, as its area outlives sessions), and
+# current ClickHouse in-process (chdb-core) for the queries.
+kafka="$(scripts/kafka.sh start)"
+echo "== Kafka broker: $kafka"
+clickhouse="$(scripts/clickhouse.sh reset)"
+echo "== ClickHouse server: $clickhouse"
 if ! python3 -c 'import chdb' 2>/dev/null; then
     echo "== installing chdb-core (pip)"
     python3 -m pip install --quiet chdb-core

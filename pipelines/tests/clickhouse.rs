@@ -9,26 +9,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{orderflow, rows, scratch, sorted, unique};
+use common::{orderflow, project, rows, scratch, server, sorted, unique};
 use serde_json::Value;
 
 /// The address of a server on `port` started by `scripts/clickhouse.sh`
 /// (idempotent), its data under `area`.
 fn clickhouse_on(port: u16, area: &Path, action: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/clickhouse.sh");
-    let out = Command::new(script)
-        .arg(action)
-        .env("ORDERFLOW_CLICKHOUSE_PORT", port.to_string())
-        .env("ORDERFLOW_CLICKHOUSE_NATIVE_PORT", (port + 877).to_string())
-        .env("ORDERFLOW_SERVERS", area)
-        .output()
-        .expect("scripts/clickhouse.sh runs");
-    assert!(
-        out.status.success(),
-        "scripts/clickhouse.sh {action} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    let http = port.to_string();
+    let native = (port + 877).to_string();
+    server(
+        "clickhouse.sh",
+        action,
+        &[
+            ("ORDERFLOW_CLICKHOUSE_PORT", http.as_ref()),
+            ("ORDERFLOW_CLICKHOUSE_NATIVE_PORT", native.as_ref()),
+            ("ORDERFLOW_SERVERS", area.as_os_str()),
+        ],
+    )
 }
 
 /// The shared test server.
@@ -469,7 +466,7 @@ fn expand(sql: &str, from: u64, to: u64, variables: &[(&str, &str)]) -> String {
 
 /// Every query of the dashboards in `dashboards/`: panels' and variables'.
 fn dashboard_queries() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let dir = project("dashboards");
     let mut queries = Vec::new();
     for name in ["market", "pipeline"] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
@@ -588,7 +585,7 @@ fn every_dashboard_query_returns_rows_on_the_test_server_and_current_clickhouse(
         );
         std::fs::write(data.join(format!("{table}.jsonl")), rows).unwrap();
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = project("");
     let mut current = Command::new("python3")
         .arg(root.join("tests/current_clickhouse.py"))
         .arg(root.join("schemas/clickhouse"))

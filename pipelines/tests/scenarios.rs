@@ -63,7 +63,7 @@ fn check(scenario: &Path, workers: usize) -> Vec<String> {
 
 #[test]
 fn every_scenario_gives_its_expected_rows() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
+    let root = common::project("tests/scenarios");
     let mut scenarios: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{rows, run, scratch};
 use serde_json::Value;
 
@@ -25,7 +23,7 @@ fn allows_null(property: &Value) -> bool {
 fn outputs_follow_their_schemas() {
     let out = scratch("schemas");
     run("gen", &out, &["--orders", "20000", "--workers", "2"]);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let root = common::project("schemas");
     for (output, schema) in [
         ("events", "event"),
         ("trades", "trade"),

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use common::{orderflow, rows, run, scratch};
 
 fn sql_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql")
+    common::project("sql")
 }
 
 /// The fixed dataset: generated with a fixed seed, so it never changes.

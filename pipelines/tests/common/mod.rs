@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -57,24 +58,36 @@ pub fn sorted(rows: &[Value]) -> Vec<String> {
     lines
 }
 
+/// A path in this checkout. Taken from the environment `cargo test` gives
+/// the process, not from `env!`: a shared target directory reuses test
+/// binaries built in other clones, whose compile-time path may be gone.
+pub fn project(path: &str) -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("tests run by cargo");
+    Path::new(&manifest).join("..").join(path)
+}
+
+/// Runs `scripts/SCRIPT ACTION` with `envs`, asserting it succeeds; returns
+/// what it prints (a server's address for `start`).
+pub fn server(script: &str, action: &str, envs: &[(&str, &OsStr)]) -> String {
+    let out = Command::new(project("scripts").join(script))
+        .arg(action)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("scripts/{script} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} {action} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// The test broker's address: `scripts/kafka.sh start` (idempotent) makes
 /// sure a real one is listening.
 pub fn kafka() -> String {
     static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ADDRESS
-        .get_or_init(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-            let out = Command::new(script)
-                .arg("start")
-                .output()
-                .expect("scripts/kafka.sh runs");
-            assert!(
-                out.status.success(),
-                "scripts/kafka.sh start failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap().trim().to_string()
-        })
+        .get_or_init(|| server("kafka.sh", "start", &[]))
         .clone()
 }
 
