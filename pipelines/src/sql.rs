@@ -5,7 +5,10 @@
 //! directory larger than memory is fine for scans and aggregates), prices and
 //! quantities stay `Decimal128(38, 8)` through the query, and a query file's
 //! `-- param: name = default` header lines give its `$name` placeholders
-//! defaults that `--param name=value` overrides.
+//! defaults that `--param name=value` overrides. `vwap(price, qty)` is
+//! registered beside DataFusion's functions (see [`vwap`]).
+
+mod vwap;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -97,17 +100,17 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 
 /// A session whose operators share one spilling memory pool of `limit`
 /// bytes, so a query over more data than memory streams and spills
-/// instead of growing.
+/// instead of growing; with Orderflow's own functions.
 fn context(limit: usize) -> anyhow::Result<SessionContext> {
     use datafusion::execution::memory_pool::FairSpillPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
         .build_arc()?;
-    Ok(SessionContext::new_with_config_rt(
-        datafusion::prelude::SessionConfig::new(),
-        runtime,
-    ))
+    let ctx =
+        SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), runtime);
+    ctx.register_udaf(vwap::udaf());
+    Ok(ctx)
 }
 
 /// `-- param: name = default` lines of a query file's header.

@@ -144,7 +144,7 @@ fn ohlc_from_trades_equals_the_pipelines_candles() {
     for bar in resampled {
         let start = chrono_free_millis(bar["window_start"].as_str().unwrap());
         let candle = &finals[&start];
-        for field in ["open", "high", "low", "close", "volume"] {
+        for field in ["open", "high", "low", "close", "volume", "vwap"] {
             assert_eq!(
                 decimal(bar[field].as_str().unwrap()),
                 decimal(candle[field].as_str().unwrap()),
@@ -215,4 +215,63 @@ fn prices_stay_exact_decimals_in_results() {
         "json",
     ]);
     assert_eq!(json.trim(), r#"{"n":3000}"#);
+}
+
+#[test]
+fn vwap_stays_exact_past_the_notional_where_decimal_division_overflows() {
+    // Forty crosses of up to 10,000 at about 90,000: a notional of 3.6e10,
+    // past the 1.7e10 at which `sum(price * qty) / sum(qty)` overflows.
+    let out = scratch("sql-big-notional");
+    let orders = out.join("orders.jsonl");
+    let (mut notional, mut volume) = (0i128, 0i128);
+    let mut lines = String::new();
+    for i in 0..40i64 {
+        let (price, qty) = match i % 2 {
+            0 => ("90000.00000001", "10000"),
+            _ => ("90000.00000002", "3333.33333333"),
+        };
+        let raw = |d: &str| -> i128 {
+            let (whole, frac) = d.split_once('.').unwrap_or((d, ""));
+            whole.parse::<i128>().unwrap() * 100_000_000
+                + format!("{frac:0<8}").parse::<i128>().unwrap()
+        };
+        notional += raw(price) * raw(qty);
+        volume += raw(qty);
+        for (side, id) in [("sell", "s"), ("buy", "b")] {
+            lines.push_str(&format!(
+                r#"{{"type":"new","order_id":"{id}{i}","symbol":"BIG","side":"{side}","price":"{price}","qty":"{qty}","ts":{}}}"#,
+                1_700_000_000_000 + i
+            ));
+            lines.push('\n');
+        }
+    }
+    std::fs::write(&orders, lines).unwrap();
+    run(
+        &format!("file:{}", orders.display()),
+        &out,
+        &["--intervals", "1h"],
+    );
+    // The exact quotient, rounded half away from zero at 8 digits.
+    let vwap = (2 * notional / volume + 1) / 2;
+    let expected = format!("{}.{:08}", vwap / 100_000_000, vwap % 100_000_000);
+    let data = out.display().to_string();
+    let csv = orderflow(&[
+        "sql",
+        "--file",
+        sql_dir().join("vwap_by_symbol.sql").to_str().unwrap(),
+        "--data",
+        &data,
+        "--format",
+        "json",
+    ]);
+    let row: serde_json::Value = serde_json::from_str(csv.trim()).unwrap();
+    assert_eq!(row["vwap"], expected.as_str(), "{row}");
+    assert_eq!(row["trades"], 40);
+    let notional_value: f64 = row["notional"].as_str().unwrap().parse().unwrap();
+    assert!(notional_value > 1.7e10, "{row}");
+    let candle = rows(&out, "candles").pop().unwrap();
+    assert_eq!(
+        decimal(candle["vwap"].as_str().unwrap()),
+        decimal(&expected)
+    );
 }
