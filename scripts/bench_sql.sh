@@ -31,7 +31,7 @@ measure() {
   python3 -c "s=$end-$start; print(f'  $label: $trades trades in {s:.2f} s = {$trades/s:,.0f} rows/s')"
 }
 echo "== aggregate: VWAP, notional, volume and count by symbol"
-measure aggregate "SELECT symbol, count(*) AS trades, sum(qty) AS volume, vwap(price, qty) AS vwap, sum(price * qty) AS notional FROM trades GROUP BY symbol"
+measure aggregate "SELECT symbol, count(*) AS trades, sum(qty) AS volume, vwap(price, qty) AS vwap, notional(price, qty) AS notional FROM trades GROUP BY symbol"
 echo "== OHLC by minute (sql/ohlc_resample.sql shape, every symbol)"
 measure resample "SELECT symbol, date_bin(INTERVAL '1 minute', ts) AS minute, min(price), max(price), sum(qty) FROM trades GROUP BY symbol, minute"
 echo "== every trade sorted by price under --memory-limit 256M (spills)"

@@ -2,7 +2,7 @@
 SELECT date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00Z') AS minute,
        count(*) AS trades,
        sum(qty) AS volume,
-       sum(price * qty) AS notional
+       notional(price, qty) AS notional
 FROM trades
 GROUP BY minute
 ORDER BY minute;

@@ -3,10 +3,14 @@
 //! Binary floating point cannot represent `0.1`, so two venues summing the
 //! same trades in a different order would disagree. Every price and quantity
 //! is instead a fixed-point integer with [`SCALE`] fractional digits, and
-//! notionals (price × qty) are widened to `i128` so they never overflow.
+//! sums of notionals (price × qty) are widened to 256 bits so they never
+//! overflow.
 
 use std::fmt;
+use std::ops::AddAssign;
 use std::str::FromStr;
+
+use ethnum::I256;
 
 /// Fractional digits carried by every [`Fixed`] value.
 pub const SCALE: u32 = 8;
@@ -111,24 +115,6 @@ impl<'de> serde::Deserialize<'de> for Fixed {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Wide(pub i128);
 
-impl Wide {
-    /// `numerator / denominator`, where the numerator carries 16 fractional
-    /// digits (a notional) and the denominator 8 (a volume): the quotient at
-    /// 8 digits, rounded half away from zero.
-    pub fn ratio(notional: i128, volume: i128) -> Option<Wide> {
-        if volume == 0 {
-            return None;
-        }
-        let (q, r) = (notional / volume, notional % volume);
-        let round = if 2 * r.abs() >= volume.abs() {
-            notional.signum() * volume.signum()
-        } else {
-            0
-        };
-        Some(Wide(q + round))
-    }
-}
-
 impl fmt::Display for Wide {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_scaled(f, self.0)
@@ -141,9 +127,50 @@ impl serde::Serialize for Wide {
     }
 }
 
-/// Price × qty with all 16 fractional digits kept.
-pub fn notional(price: Fixed, qty: Fixed) -> i128 {
-    i128::from(price.0) * i128::from(qty.0)
+/// A sum of price × qty with all 16 fractional digits kept, for a VWAP.
+///
+/// 256 bits, because one product of two 8-digit decimals takes up to 126 of
+/// an `i128`'s bits: an `i128` sum overflows after three of the largest
+/// trades the contract admits, where this one needs 2^128 of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Notional(pub I256);
+
+impl Notional {
+    /// `price × qty` of two 8-digit decimals (a [`Fixed`]'s `i64`, or an
+    /// Arrow `Decimal128`'s `i128`): exact, as no product of two `i128`s
+    /// reaches 256 bits.
+    pub fn of(price: i128, qty: i128) -> Notional {
+        Notional(I256::from(price) * I256::from(qty))
+    }
+
+    /// The sum, or `None` past 256 bits.
+    pub fn checked_add(self, other: Notional) -> Option<Notional> {
+        self.0.checked_add(other.0).map(Notional)
+    }
+
+    /// The volume-weighted average price: this notional over `volume` (8
+    /// fractional digits), at 8 digits rounded half away from zero; `None`
+    /// for no volume or a quotient past an `i128`.
+    pub fn vwap(self, volume: i128) -> Option<Wide> {
+        if volume == 0 {
+            return None;
+        }
+        let (n, v) = (self.0, I256::from(volume));
+        let (q, r) = (n / v, n % v);
+        let round = if 2 * r.abs() >= v.abs() {
+            n.signum() * v.signum()
+        } else {
+            I256::ZERO
+        };
+        i128::try_from(q + round).ok().map(Wide)
+    }
+}
+
+/// Adds a trade within one window or group, where 2^128 trades cannot occur.
+impl AddAssign for Notional {
+    fn add_assign(&mut self, other: Notional) {
+        self.0 += other.0;
+    }
 }
 
 /// Writes without allocating: this runs for every price and quantity out.
@@ -213,17 +240,38 @@ mod tests {
     }
 
     #[test]
-    fn vwap_ratio_rounds_half_away_from_zero() {
+    fn vwap_rounds_half_away_from_zero() {
+        let fixed = |text: &str| i128::from(text.parse::<Fixed>().unwrap().0);
         // (3 × 100.00 + 3 × 100.10) / 6 = 100.05 exactly.
-        let n = notional(Fixed::units(100), Fixed::units(3))
-            + notional("100.10".parse().unwrap(), Fixed::units(3));
-        let v = i128::from(Fixed::units(6).0);
-        assert_eq!(Wide::ratio(n, v).unwrap().to_string(), "100.05");
-        // 1 / 3 at 8 digits, and 2 / 3 rounds up.
+        let mut n = Notional::of(fixed("100"), fixed("3"));
+        n += Notional::of(fixed("100.10"), fixed("3"));
+        assert_eq!(n.vwap(fixed("6")).unwrap().to_string(), "100.05");
+        // 1 / 3 at 8 digits, 2 / 3 rounds up, and so does -2 / 3 (away from zero).
         let one = i128::from(ONE);
-        assert_eq!(Wide::ratio(one * one, 3 * one).unwrap().0, 33_333_333);
-        assert_eq!(Wide::ratio(2 * one * one, 3 * one).unwrap().0, 66_666_667);
-        assert_eq!(Wide::ratio(1, 0), None);
+        assert_eq!(Notional::of(one, one).vwap(3 * one).unwrap().0, 33_333_333);
+        assert_eq!(
+            Notional::of(2 * one, one).vwap(3 * one).unwrap().0,
+            66_666_667
+        );
+        assert_eq!(
+            Notional::of(-2 * one, one).vwap(3 * one).unwrap().0,
+            -66_666_667
+        );
+        assert_eq!(Notional::of(1, 1).vwap(0), None);
+    }
+
+    #[test]
+    fn the_largest_trades_sum_without_overflow() {
+        let max = i128::from(i64::MAX);
+        let mut n = Notional::default();
+        for _ in 0..1000 {
+            n += Notional::of(max, max);
+        }
+        assert_eq!(n.vwap(1000 * max).unwrap().0, max);
+        // Only `i128` inputs past any `Fixed` come near 256 bits.
+        let huge = Notional::of(i128::MAX, i128::MAX);
+        let twice = huge.checked_add(huge).unwrap();
+        assert_eq!(twice.checked_add(huge), None);
     }
 
     proptest! {

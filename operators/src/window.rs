@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::decimal::{notional, Fixed, Wide};
+use crate::decimal::{Fixed, Notional, Wide};
 use crate::order::Symbol;
 use crate::output::{Candle, Late, Trade};
 
@@ -85,7 +85,7 @@ struct Window {
     high: Fixed,
     low: Fixed,
     volume: i128,
-    notional: i128,
+    notional: Notional,
     trades: u64,
     /// Times emitted so far: 0 until the watermark first passes the end.
     version: u32,
@@ -99,7 +99,7 @@ impl Window {
             high: price,
             low: price,
             volume: 0,
-            notional: 0,
+            notional: Notional::default(),
             trades: 0,
             version: 0,
         }
@@ -115,7 +115,7 @@ impl Window {
         self.high = self.high.max(trade.price);
         self.low = self.low.min(trade.price);
         self.volume += i128::from(trade.qty.0);
-        self.notional += notional(trade.price, trade.qty);
+        self.notional += Notional::of(trade.price.0.into(), trade.qty.0.into());
         self.trades += 1;
     }
 }
@@ -242,7 +242,7 @@ impl Windows {
             low: w.low,
             close: w.close.2,
             volume: Wide(w.volume),
-            vwap: Wide::ratio(w.notional, w.volume).expect("a window has trades"),
+            vwap: w.notional.vwap(w.volume).expect("a window has trades"),
             trades: w.trades,
             version: w.version,
         }
@@ -299,6 +299,19 @@ mod tests {
         );
         assert_eq!(c.vwap.to_string(), "100.25");
         assert_eq!(c.volume.to_string(), "4");
+    }
+
+    #[test]
+    fn the_largest_trades_the_contract_admits_sum_exactly() {
+        // Each notional takes 126 bits: an i128 sum overflowed at the third.
+        let (mut w, mut candles, mut late) = (minute(0), vec![], vec![]);
+        let max = "92233720368.54775807";
+        for seq in 1..=5 {
+            w.add(&trade(seq, max, max, 60_000), &mut candles, &mut late);
+        }
+        w.advance(120_000, &mut candles);
+        assert_eq!(candles[0].vwap.to_string(), max);
+        assert_eq!(candles[0].volume.to_string(), "461168601842.73879035");
     }
 
     #[test]

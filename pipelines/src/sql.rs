@@ -5,10 +5,11 @@
 //! directory larger than memory is fine for scans and aggregates), prices and
 //! quantities stay `Decimal128(38, 8)` through the query, and a query file's
 //! `-- param: name = default` header lines give its `$name` placeholders
-//! defaults that `--param name=value` overrides. `vwap(price, qty)` is
-//! registered beside DataFusion's functions (see [`vwap`]).
+//! defaults that `--param name=value` overrides. `vwap(price, qty)` and
+//! `notional(price, qty)` are registered beside DataFusion's functions (see
+//! [`notional`]).
 
-mod vwap;
+mod notional;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -109,7 +110,9 @@ fn context(limit: usize) -> anyhow::Result<SessionContext> {
         .build_arc()?;
     let ctx =
         SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), runtime);
-    ctx.register_udaf(vwap::udaf());
+    for udaf in notional::udafs() {
+        ctx.register_udaf(udaf);
+    }
     Ok(ctx)
 }
 

@@ -1,46 +1,67 @@
-//! `vwap(price, qty)`: the volume-weighted average price as the engine
-//! computes a candle's, for SQL.
+//! `vwap(price, qty)` and `notional(price, qty)`: a volume-weighted average
+//! price as the engine computes a candle's, and the exact sum it divides.
 //!
 //! `sum(price * qty) / sum(qty)` in plain SQL divides a `Decimal128` at 16
 //! fractional digits, which DataFusion first rescales by 10^12: it overflows
 //! once a group's notional passes about 1.7e10, an ordinary day on a busy
-//! symbol. This aggregate keeps the exact notional in an `i128` (16 digits,
-//! good to 1.7e22) and divides once at the end with [`Wide::ratio`], so a
-//! query's VWAP and a candle's agree to the last digit. An overflow is an
-//! error, never a wrapped number.
+//! symbol. This aggregate sums the exact [`Notional`] in 256 bits, as the
+//! candles do, and divides once at the end with [`Notional::vwap`], so a
+//! query's VWAP and a candle's agree to the last digit. `sum(price * qty)`
+//! has the other hazard: DataFusion's decimal sum wraps silently past
+//! 1.7e22; `notional` is exact in 256 bits. An overflow (only reachable with
+//! computed inputs far past any price) is an error, never a wrapped number.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef};
+use datafusion::arrow::datatypes::{
+    i256, DataType, Decimal128Type, Decimal256Type, Field, FieldRef,
+};
 use datafusion::common::{exec_datafusion_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
-use operators::decimal::Wide;
+use ethnum::I256;
+use operators::decimal::Notional;
 
 /// Prices and quantities as the engine holds them: 8 fractional digits.
 const DECIMAL: DataType = DataType::Decimal128(38, 8);
-/// A notional: the product of two 8-digit decimals.
-const NOTIONAL: DataType = DataType::Decimal128(38, 16);
+/// A partial notional between aggregation stages: 16 digits in 256 bits.
+const NOTIONAL: DataType = DataType::Decimal256(76, 16);
 
-/// The `vwap` aggregate, to register on a session.
-pub fn udaf() -> AggregateUDF {
-    AggregateUDF::from(Vwap {
-        signature: Signature::any(2, Volatility::Immutable),
+/// The aggregates, to register on a session.
+pub fn udafs() -> [AggregateUDF; 2] {
+    [Output::Vwap, Output::Notional].map(|output| {
+        AggregateUDF::from(NotionalSum {
+            output,
+            signature: Signature::any(2, Volatility::Immutable),
+        })
     })
 }
 
+/// What an aggregate makes of its sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Output {
+    /// The notional over the volume, at 8 digits.
+    Vwap,
+    /// The notional itself, at 16 digits.
+    Notional,
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Vwap {
+struct NotionalSum {
+    output: Output,
     signature: Signature,
 }
 
-impl AggregateUDFImpl for Vwap {
+impl AggregateUDFImpl for NotionalSum {
     fn name(&self) -> &str {
-        "vwap"
+        match self.output {
+            Output::Vwap => "vwap",
+            Output::Notional => "notional",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -54,14 +75,17 @@ impl AggregateUDFImpl for Vwap {
             match arg {
                 DataType::Decimal128(_, scale) if (0..=8).contains(scale) => {}
                 t if t.is_integer() || t.is_null() => {}
-                t => return plan_err!("vwap(price, qty) takes decimals of at most 8 fractional digits or integers, not {t}"),
+                t => return plan_err!("{}(price, qty) takes decimals of at most 8 fractional digits or integers, not {t}", self.name()),
             }
         }
-        Ok(DECIMAL)
+        Ok(match self.output {
+            Output::Vwap => DECIMAL,
+            Output::Notional => NOTIONAL,
+        })
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::<Sums>::default())
+        Ok(Box::new(Sums::new(self.output)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -77,18 +101,27 @@ impl AggregateUDFImpl for Vwap {
 }
 
 /// Exact sums at the engine's scales: notional at 16 digits, volume at 8.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Sums {
-    notional: i128,
+    output: Output,
+    notional: Notional,
     volume: i128,
 }
 
 impl Sums {
-    fn add(&mut self, notional: i128, volume: i128) -> Result<()> {
+    fn new(output: Output) -> Sums {
+        Sums {
+            output,
+            notional: Notional::default(),
+            volume: 0,
+        }
+    }
+
+    fn add(&mut self, notional: Notional, volume: i128) -> Result<()> {
         self.notional = self
             .notional
             .checked_add(notional)
-            .ok_or_else(|| exec_datafusion_err!("vwap: the notional overflows 128 bits"))?;
+            .ok_or_else(|| exec_datafusion_err!("vwap: the notional overflows 256 bits"))?;
         self.volume = self
             .volume
             .checked_add(volume)
@@ -102,6 +135,13 @@ fn decimals(column: &ArrayRef) -> Result<ArrayRef> {
     Ok(cast(column, &DECIMAL)?)
 }
 
+impl Sums {
+    fn total(&self) -> ScalarValue {
+        let raw = i256::from_le_bytes(self.notional.0.to_le_bytes());
+        ScalarValue::Decimal256(Some(raw), 76, 16)
+    }
+}
+
 impl Accumulator for Sums {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let (price, qty) = (decimals(&values[0])?, decimals(&values[1])?);
@@ -113,21 +153,19 @@ impl Accumulator for Sums {
             if price.is_null(i) || qty.is_null(i) {
                 continue;
             }
-            let (p, q) = (price.value(i), qty.value(i));
-            let notional = p
-                .checked_mul(q)
-                .ok_or_else(|| exec_datafusion_err!("vwap: {p}e-8 * {q}e-8 overflows 128 bits"))?;
-            self.add(notional, q)?;
+            let qty = qty.value(i);
+            self.add(Notional::of(price.value(i), qty), qty)?;
         }
         Ok(())
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let notional = states[0].as_primitive::<Decimal128Type>();
+        let notional = states[0].as_primitive::<Decimal256Type>();
         let volume = states[1].as_primitive::<Decimal128Type>();
         for i in 0..notional.len() {
             if !notional.is_null(i) && !volume.is_null(i) {
-                self.add(notional.value(i), volume.value(i))?;
+                let partial = I256::from_le_bytes(notional.value(i).to_le_bytes());
+                self.add(Notional(partial), volume.value(i))?;
             }
         }
         Ok(())
@@ -135,18 +173,19 @@ impl Accumulator for Sums {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         Ok(vec![
-            ScalarValue::Decimal128(Some(self.notional), 38, 16),
+            self.total(),
             ScalarValue::Decimal128(Some(self.volume), 38, 8),
         ])
     }
 
     /// NULL where there was no volume, as `avg` of nothing is.
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Decimal128(
-            Wide::ratio(self.notional, self.volume).map(|w| w.0),
-            38,
-            8,
-        ))
+        Ok(match self.output {
+            Output::Vwap => {
+                ScalarValue::Decimal128(self.notional.vwap(self.volume).map(|w| w.0), 38, 8)
+            }
+            Output::Notional => self.total(),
+        })
     }
 
     fn size(&self) -> usize {
@@ -178,7 +217,7 @@ mod tests {
 
     #[test]
     fn rounds_like_the_candles_and_skips_nulls() {
-        let mut sums = Sums::default();
+        let mut sums = Sums::new(Output::Vwap);
         // 1 @ 1 and 2 @ 2: 5 / 3 = 1.666666666… → 1.66666667.
         sums.update_batch(&[
             column(&[Some(ONE), Some(2 * ONE), None]),
@@ -186,12 +225,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(vwap(&mut sums), Some(166_666_667));
-        assert_eq!(vwap(&mut Sums::default()), None);
+        assert_eq!(vwap(&mut Sums::new(Output::Vwap)), None);
     }
 
     #[test]
     fn partial_sums_merge_to_the_whole() {
-        let (mut a, mut b, mut whole) = (Sums::default(), Sums::default(), Sums::default());
+        let (mut a, mut b, mut whole) = (
+            Sums::new(Output::Vwap),
+            Sums::new(Output::Vwap),
+            Sums::new(Output::Vwap),
+        );
         let prices = column(&[Some(3 * ONE), Some(7 * ONE + 1)]);
         let qtys = column(&[Some(ONE / 3), Some(5 * ONE)]);
         a.update_batch(&[prices.slice(0, 1), qtys.slice(0, 1)])
@@ -210,33 +253,52 @@ mod tests {
     }
 
     #[test]
-    fn notionals_past_what_sum_over_sum_survives_are_exact_and_overflow_is_an_error() {
+    fn notionals_past_what_sum_over_sum_survives_are_exact() {
         // 1,000,000 @ 90,000: a notional of 9e10, past the 1.7e10 at
-        // which DataFusion's decimal division overflows.
-        let mut sums = Sums::default();
+        // which DataFusion's decimal division overflows; and the largest
+        // trades a `Fixed` can hold, past an `i128` notional.
+        let mut sums = Sums::new(Output::Vwap);
         let prices = column(&[Some(90_000 * ONE + 1), Some(90_000 * ONE)]);
         let qtys = column(&[Some(500_000 * ONE), Some(500_000 * ONE)]);
         sums.update_batch(&[prices, qtys]).unwrap();
         // (90000.00000001 + 90000) / 2 = 90000.000000005 → 90000.00000001.
         assert_eq!(vwap(&mut sums), Some(90_000 * ONE + 1));
-        let huge = column(&[Some(i128::from(i64::MAX))]);
-        let mut sums = Sums::default();
-        for _ in 0..3 {
-            if let Err(e) = sums.update_batch(&[huge.clone(), huge.clone()]) {
-                assert!(e.to_string().contains("overflows"), "{e}");
-                return;
-            }
-        }
-        panic!("three notionals of 8.5e37 fit in an i128");
+        let max = i128::from(i64::MAX);
+        let column_of_max = column(&[Some(max); 4]);
+        let mut sums = Sums::new(Output::Vwap);
+        sums.update_batch(&[column_of_max.clone(), column_of_max.clone()])
+            .unwrap();
+        assert_eq!(vwap(&mut sums), Some(max));
+        let mut total = Sums::new(Output::Notional);
+        total
+            .update_batch(&[column_of_max.clone(), column_of_max])
+            .unwrap();
+        let exact = I256::from(max) * I256::from(max) * I256::from(4);
+        assert_eq!(
+            total.evaluate().unwrap(),
+            ScalarValue::Decimal256(Some(i256::from_le_bytes(exact.to_le_bytes())), 76, 16)
+        );
+    }
+
+    #[test]
+    fn overflow_is_an_error() {
+        let huge = column(&[Some(i128::MAX / ONE * ONE); 3]);
+        let err = Sums::new(Output::Vwap)
+            .update_batch(&[huge.clone(), huge])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("vwap: the volume overflows"),
+            "{err}"
+        );
     }
 
     #[test]
     fn integers_widen_and_finer_decimals_are_refused() {
-        let mut sums = Sums::default();
+        let mut sums = Sums::new(Output::Vwap);
         let qty: ArrayRef = Arc::new(Int64Array::from(vec![2]));
         sums.update_batch(&[column(&[Some(5 * ONE)]), qty]).unwrap();
         assert_eq!(vwap(&mut sums), Some(5 * ONE));
-        let udaf = udaf();
+        let [udaf, _] = udafs();
         assert!(udaf
             .return_type(&[DataType::Decimal128(38, 16), DECIMAL])
             .is_err());
