@@ -4,16 +4,16 @@
 # Usage: scripts/bench.sh [ORDERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/orderflow-target}"
+source scripts/lib.sh
 orders="${1:-10000000}"
 
 cargo bench -p orderflow-operators --bench book
-cargo build --release -p orderflow
+build release
 out="$(mktemp -d)"
 for workers in 1 2; do
   echo "== orderflow run --source gen --orders $orders --workers $workers"
   /usr/bin/time -f "wall %es · max RSS %M KiB" \
-    "$CARGO_TARGET_DIR/release/orderflow" run --quiet --source gen --orders "$orders" \
+    "$bin/orderflow" run --quiet --source gen --orders "$orders" \
     --workers "$workers" --sink "dir:$out/w$workers"
 done
 rm -rf "$out"

@@ -5,25 +5,19 @@
 # Usage: scripts/bench_clickhouse.sh [ORDERS] [PROFILE]   (PROFILE: release or dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/orderflow-target}"
+source scripts/lib.sh
 orders="${1:-1000000}"
 profile="${2:-release}"
-case "$profile" in
-release) flag=(--release); dir=release ;;
-dev) flag=(); dir=debug ;;
-*) echo "PROFILE must be release or dev" >&2; exit 2 ;;
-esac
 
 server="$(scripts/clickhouse.sh start)"
-cargo build "${flag[@]}" --workspace --bins
-bin="$CARGO_TARGET_DIR/$dir/orderflow"
+build "$profile"
 query() { curl -fsS "http://$server/" --data-binary "$1"; }
 for workers in 1 2; do
   db="bench_$(date +%s)_w$workers"
   echo "== orderflow run --source gen --orders $orders --workers $workers --sink clickhouse://$server/$db"
   start=$(date +%s.%N)
   /usr/bin/time -f "wall %es · max RSS %M KiB" \
-    "$bin" run --quiet --source gen --orders "$orders" --workers "$workers" \
+    "$bin/orderflow" run --quiet --source gen --orders "$orders" --workers "$workers" \
     --sink "clickhouse://$server/$db"
   end=$(date +%s.%N)
   rows=$(query "SELECT sum(rows) FROM system.parts WHERE database = '$db' AND active AND table != 'pipeline_metrics'")

@@ -7,18 +7,12 @@
 # Usage: scripts/bench_kafka.sh [ORDERS] [PROFILE]   (PROFILE: release or dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/orderflow-target}"
+source scripts/lib.sh
 orders="${1:-1000000}"
 profile="${2:-release}"
-case "$profile" in
-release) flag=(--release); dir=release ;;
-dev) flag=(); dir=debug ;;
-*) echo "PROFILE must be release or dev" >&2; exit 2 ;;
-esac
 
 broker="$(scripts/kafka.sh start)"
-cargo build "${flag[@]}" --workspace --bins --examples
-bin="$CARGO_TARGET_DIR/$dir"
+build "$profile" --examples
 topic="bench-orders-$orders-$(date +%s)"
 echo "== orderflow gen --to kafka://$broker/$topic --orders $orders --partitions 4"
 "$bin/orderflow" gen --to "kafka://$broker/$topic" --orders "$orders" --partitions 4

@@ -5,28 +5,22 @@
 # Usage: scripts/bench_sql.sh [ORDERS] [release|dev]   (20M orders ≈ 10M trades)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/orderflow-target}"
+source scripts/lib.sh
 orders="${1:-20000000}"
 profile="${2:-release}"
-case "$profile" in
-release) flag=(--release); dir=release ;;
-dev) flag=(); dir=debug ;;
-*) echo "PROFILE must be release or dev" >&2; exit 2 ;;
-esac
-cargo build "${flag[@]}" --workspace --bins
-bin="$CARGO_TARGET_DIR/$dir/orderflow"
+build "$profile"
 data="${BENCH_DATA:-$(mktemp -d)}"
 if [[ ! -f "$data/trades.parquet" ]]; then
   echo "== orderflow run --orders $orders --intervals 1m --sink dir:$data"
-  "$bin" run --quiet --orders "$orders" --intervals 1m --sink "dir:$data"
+  "$bin/orderflow" run --quiet --orders "$orders" --intervals 1m --sink "dir:$data"
 fi
-trades="$("$bin" sql --data "$data" --format csv "SELECT count(*) AS n FROM trades" | tail -1)"
+trades="$("$bin/orderflow" sql --data "$data" --format csv "SELECT count(*) AS n FROM trades" | tail -1)"
 du -sh "$data/trades.parquet"
 measure() {
   local label="$1"; shift
   local start end
   start=$(date +%s.%N)
-  /usr/bin/time -f "  max RSS %M KiB" "$bin" sql --data "$data" --format csv "$@" >/dev/null
+  /usr/bin/time -f "  max RSS %M KiB" "$bin/orderflow" sql --data "$data" --format csv "$@" >/dev/null
   end=$(date +%s.%N)
   python3 -c "s=$end-$start; print(f'  $label: $trades trades in {s:.2f} s = {$trades/s:,.0f} rows/s')"
 }

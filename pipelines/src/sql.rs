@@ -373,7 +373,9 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give a query or --file"),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // A thread per core: DataFusion runs a query's partitions as tasks.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_time()
         .build()
         .map_err(|e| anyhow!("starting the query runtime: {e}"))?;
     let tables = match &args.kafka {
