@@ -188,6 +188,7 @@ fn a_bad_query_is_a_clear_error() {
             "{query}: {stderr}"
         );
         assert!(!stderr.contains("panicked"));
+        assert_eq!(stderr.matches(says).count(), 1, "said once: {stderr}");
     }
     let missing = Command::new(env!("CARGO_BIN_EXE_orderflow"))
         .args(["sql", "SELECT 1", "--data", "/nonexistent"])
