@@ -4,7 +4,11 @@
 # when ~/.cargo/bin/tansu is missing (a long build), starts the broker only
 # when nothing answers on the port.
 #
+# The test area outlives a session (it sits under /tmp): `reset` begins again
+# from an empty store, so topics do not pile up run after run.
+#
 #   scripts/kafka.sh start   # prints the broker address, HOST:PORT
+#   scripts/kafka.sh reset   # stop, empty the store, start
 #   scripts/kafka.sh stop
 set -euo pipefail
 
@@ -14,7 +18,25 @@ tansu="${HOME}/.cargo/bin/tansu"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
+stop() {
+    if [[ -f "$area/broker.pid" ]]; then
+        pid="$(cat "$area/broker.pid")"
+        kill "$pid" 2>/dev/null || true
+        # Gone only once it has let go of its port and store.
+        for _ in $(seq 1 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        rm -f "$area/broker.pid"
+    fi
+}
+
 case "${1:-start}" in
+reset)
+    stop
+    rm -f "$area"/tansu.db*
+    exec "$0" start
+    ;;
 start)
     if listening; then
         echo "127.0.0.1:$port"
@@ -49,13 +71,10 @@ start)
     exit 1
     ;;
 stop)
-    if [[ -f "$area/broker.pid" ]]; then
-        kill "$(cat "$area/broker.pid")" 2>/dev/null || true
-        rm -f "$area/broker.pid"
-    fi
+    stop
     ;;
 *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|reset|stop" >&2
     exit 2
     ;;
 esac

@@ -13,9 +13,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The real servers the Kafka and ClickHouse tests talk to (installed on
-# first use; ClickHouse from empty data, as its area outlives sessions), and
+# first use; both from empty data, as their area outlives sessions), and
 # current ClickHouse in-process (chdb-core) for the queries.
-kafka="$(scripts/kafka.sh start)"
+kafka="$(scripts/kafka.sh reset)"
 echo "== Kafka broker: $kafka"
 clickhouse="$(scripts/clickhouse.sh reset)"
 echo "== ClickHouse server: $clickhouse"
