@@ -14,11 +14,20 @@ set -euo pipefail
 
 http="${ORDERFLOW_CLICKHOUSE_PORT:-8123}"
 native="${ORDERFLOW_CLICKHOUSE_NATIVE_PORT:-9000}"
+https="${ORDERFLOW_CLICKHOUSE_HTTPS_PORT:-8443}"
 area="${ORDERFLOW_SERVERS:-${TMPDIR:-/tmp}/orderflow-servers}/clickhouse"
 
 answering() { curl -fsS "http://127.0.0.1:$http/ping" >/dev/null 2>&1; }
 
 config() {
+    # HTTPS with a self-signed certificate for 127.0.0.1, which clients
+    # trust through SSL_CERT_FILE=$area/tls/cert.pem.
+    if [[ ! -f "$area/tls/cert.pem" ]]; then
+        mkdir -p "$area/tls"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=127.0.0.1" \
+            -addext "subjectAltName=IP:127.0.0.1" \
+            -keyout "$area/tls/key.pem" -out "$area/tls/cert.pem" 2>/dev/null
+    fi
     cat >"$area/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
@@ -32,6 +41,15 @@ config() {
     <listen_host>127.0.0.1</listen_host>
     <http_port>$http</http_port>
     <tcp_port>$native</tcp_port>
+    <https_port>$https</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$area/tls/cert.pem</certificateFile>
+            <privateKeyFile>$area/tls/key.pem</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+        </server>
+    </openSSL>
     <path>$area/data/</path>
     <tmp_path>$area/tmp/</tmp_path>
     <user_files_path>$area/user_files/</user_files_path>

@@ -17,27 +17,31 @@ use serde_json::Value;
 fn clickhouse_on(port: u16, area: &Path, action: &str) -> String {
     let http = port.to_string();
     let native = (port + 877).to_string();
+    let https = (port + 320).to_string();
     server(
         "clickhouse.sh",
         action,
         &[
             ("ORDERFLOW_CLICKHOUSE_PORT", http.as_ref()),
             ("ORDERFLOW_CLICKHOUSE_NATIVE_PORT", native.as_ref()),
+            ("ORDERFLOW_CLICKHOUSE_HTTPS_PORT", https.as_ref()),
             ("ORDERFLOW_SERVERS", area.as_os_str()),
         ],
     )
 }
 
-/// The shared test server.
+/// Where the shared test servers keep their data (scripts' test area).
+fn servers_area() -> std::path::PathBuf {
+    std::env::var_os("ORDERFLOW_SERVERS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("orderflow-servers"))
+}
+
+/// The shared test server: HTTP on 8123, HTTPS on 8443.
 fn clickhouse() -> String {
     static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ADDRESS
-        .get_or_init(|| {
-            let area = std::env::var_os("ORDERFLOW_SERVERS")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("orderflow-servers"));
-            clickhouse_on(8123, &area, "start")
-        })
+        .get_or_init(|| clickhouse_on(8123, &servers_area(), "start"))
         .clone()
 }
 
@@ -309,6 +313,46 @@ fn missing_tables_with_no_create_and_a_refused_login_fail_clearly() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[test]
+fn a_tls_sink_writes_what_plain_http_writes_and_refuses_an_untrusted_certificate() {
+    let address = clickhouse();
+    // The server's self-signed certificate, trusted as OpenSSL allows.
+    let cert = servers_area().join("clickhouse/tls/cert.pem");
+    let out = scratch("clickhouse-tls");
+    let db = database("tls");
+    let dir = format!("dir:{}", out.display());
+    let sink = format!("clickhouse://127.0.0.1:8443/{db}?secure=true");
+    let args = [
+        "run", "--quiet", "--orders", "3000", "--sink", &dir, "--sink", &sink,
+    ];
+    let run = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(args)
+        .env("SSL_CERT_FILE", &cert)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_same(&address, &db, &out);
+    // Without it the certificate is refused at once, not retried for minutes.
+    let started = Instant::now();
+    let untrusted = format!(
+        "clickhouse://127.0.0.1:8443/{}?secure=true",
+        database("untrusted")
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(["run", "--quiet", "--orders", "100", "--sink", &untrusted])
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
 }
 
 /// Resident memory of a process, in bytes.

@@ -1,4 +1,4 @@
-//! `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]`:
+//! `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?secure=true&batch_rows=N&flush_ms=M&queue=Q&retry_for=S]`:
 //! every output to its table (DDL in `schemas/clickhouse/`), plus a row of
 //! `pipeline_metrics` per worker every few seconds.
 //!
@@ -61,7 +61,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Where and how to write, from the sink's URL.
 #[derive(Clone, Debug)]
 pub struct ClickHouseAddress {
-    /// `http://HOST:PORT`, without credentials (safe to print).
+    /// `http://HOST:PORT` or, with `secure=true`, `https://`; without
+    /// credentials (safe to print).
     pub url: String,
     pub database: String,
     pub user: Option<String>,
@@ -89,7 +90,6 @@ impl ClickHouseAddress {
             .host_str()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| anyhow!("{usage}: no host"))?;
-        let port = url.port().unwrap_or(8123);
         let database = url.path().trim_start_matches('/');
         if database.is_empty()
             || !database
@@ -114,8 +114,9 @@ impl ClickHouseAddress {
             Some(p) => Some(decode(p)),
             None => std::env::var("CLICKHOUSE_PASSWORD").ok(),
         };
+        let mut secure = false;
         let mut address = ClickHouseAddress {
-            url: format!("http://{host}:{port}"),
+            url: String::new(),
             database: database.to_string(),
             user,
             password,
@@ -133,15 +134,30 @@ impl ClickHouseAddress {
                     .with_context(|| format!("{key}={value}: expected a whole number ≥ 1"))
             };
             match key.as_ref() {
+                // TLS, as ClickHouse Cloud and most managed servers require;
+                // certificates are checked against the system's roots
+                // (or SSL_CERT_FILE).
+                "secure" => {
+                    secure = match value.as_ref() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => bail!("secure={value}: expected true or false"),
+                    }
+                }
                 "batch_rows" => address.batch_rows = number()? as usize,
                 "flush_ms" => address.flush = Duration::from_millis(number()?),
                 "queue" => address.queue = number()? as usize,
                 "retry_for" => address.retry_for = Duration::from_secs(number()?),
                 other => bail!(
-                    "ClickHouse sink: unknown setting `{other}` (batch_rows, flush_ms, queue, retry_for)"
+                    "ClickHouse sink: unknown setting `{other}` (secure, batch_rows, flush_ms, queue, retry_for)"
                 ),
             }
         }
+        // ClickHouse's default HTTP and HTTPS ports.
+        address.url = match secure {
+            false => format!("http://{host}:{}", url.port().unwrap_or(8123)),
+            true => format!("https://{host}:{}", url.port().unwrap_or(8443)),
+        };
         Ok(address)
     }
 
@@ -174,7 +190,12 @@ impl ClickHouseAddress {
 fn transient(error: &clickhouse::error::Error) -> bool {
     use clickhouse::error::Error;
     match error {
-        Error::Network(_) | Error::TimedOut => true,
+        // A certificate the client does not trust stays untrusted.
+        Error::Network(e) => {
+            !std::iter::successors(Some(e.as_ref() as &dyn std::error::Error), |e| e.source())
+                .any(|e| e.to_string().contains("certificate"))
+        }
+        Error::TimedOut => true,
         Error::BadResponse(text) => {
             // ClickHouse's error codes: timeouts, too many queries or parts,
             // memory limits, socket trouble, replicas read-only for a while.
@@ -204,16 +225,21 @@ fn retry<T>(
     loop {
         match attempt() {
             Ok(value) => return Ok(value),
+            // The error stays the source, so its causes (a refused
+            // connection, a TLS handshake) are told, not only its summary.
             Err(e) if transient(&e) && started.elapsed() < retry_for => {
-                tracing::warn!("ClickHouse: {what}: {e}; retrying in {backoff:?}");
+                let e = anyhow::Error::new(e);
+                tracing::warn!("ClickHouse: {what}: {e:#}; retrying in {backoff:?}");
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Err(e) if transient(&e) => bail!(
-                "ClickHouse: {what}: still failing after {} s: {e}",
-                retry_for.as_secs()
-            ),
-            Err(e) => bail!("ClickHouse: {what}: {e}"),
+            Err(e) if transient(&e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "ClickHouse: {what}: still failing after {} s",
+                    retry_for.as_secs()
+                )))
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("ClickHouse: {what}"))),
         }
     }
 }
@@ -770,10 +796,12 @@ mod tests {
         assert_eq!(a.retry_for, Duration::from_secs(20));
         // The printable form never has the password.
         assert!(!a.describe().contains("p@ss"));
-        assert_eq!(
-            ClickHouseAddress::parse("clickhouse://h/db").unwrap().url,
-            "http://h:8123"
-        );
+        let url = |spec: &str| ClickHouseAddress::parse(spec).unwrap().url;
+        assert_eq!(url("clickhouse://h/db"), "http://h:8123");
+        assert_eq!(url("clickhouse://h/db?secure=true"), "https://h:8443");
+        assert_eq!(url("clickhouse://h:9440/db?secure=1"), "https://h:9440");
+        assert_eq!(url("clickhouse://h:8124/db?secure=false"), "http://h:8124");
+        assert!(ClickHouseAddress::parse("clickhouse://h/db?secure=yes").is_err());
     }
 
     #[test]
@@ -798,6 +826,12 @@ mod tests {
             "Code: 241, e.displayText() = DB::Exception: Memory limit exceeded".into()
         )));
         assert!(transient(&Error::BadResponse("502 Bad Gateway".into())));
+        let refused = std::io::Error::other("Connection refused (os error 111)");
+        assert!(transient(&Error::Network(Box::new(refused))));
+        let untrusted = std::io::Error::other(
+            "error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed",
+        );
+        assert!(!transient(&Error::Network(Box::new(untrusted))));
         for permanent in [
             "Code: 81, e.displayText() = DB::Exception: Database nope doesn't exist",
             "Code: 516. DB::Exception: default: Authentication failed",
