@@ -83,9 +83,16 @@ EOF
 EOF
 }
 
+# Whether process $1 is the server this area started: a pid file left by an
+# earlier session (the area outlives it) may name some other process now.
+ours() {
+    [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "--config-file=$area/config.xml"
+}
+
 stop() {
     if [[ -f "$area/server.pid" ]]; then
         pid="$(cat "$area/server.pid")"
+        ours "$pid" || { rm -f "$area/server.pid"; return 0; }
         kill "$pid" 2>/dev/null || true
         # Gone only once it has let go of its port and data directory.
         for _ in $(seq 1 300); do

@@ -18,9 +18,16 @@ tansu="${HOME}/.cargo/bin/tansu"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
+# Whether process $1 is the server this area started: a pid file left by an
+# earlier session (the area outlives it) may name some other process now.
+ours() {
+    [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "tcp://127.0.0.1:$port"
+}
+
 stop() {
     if [[ -f "$area/broker.pid" ]]; then
         pid="$(cat "$area/broker.pid")"
+        ours "$pid" || { rm -f "$area/broker.pid"; return 0; }
         kill "$pid" 2>/dev/null || true
         # Gone only once it has let go of its port and store.
         for _ in $(seq 1 300); do
