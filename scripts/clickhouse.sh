@@ -11,6 +11,7 @@
 #   scripts/clickhouse.sh reset   # stop, empty the data, start
 #   scripts/clickhouse.sh stop
 set -euo pipefail
+source "$(dirname "$0")/servers.sh"
 
 http="${ORDERFLOW_CLICKHOUSE_PORT:-8123}"
 native="${ORDERFLOW_CLICKHOUSE_NATIVE_PORT:-9000}"
@@ -83,25 +84,7 @@ EOF
 EOF
 }
 
-# Whether process $1 is the server this area started: a pid file left by an
-# earlier session (the area outlives it) may name some other process now.
-ours() {
-    [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "--config-file=$area/config.xml"
-}
-
-stop() {
-    if [[ -f "$area/server.pid" ]]; then
-        pid="$(cat "$area/server.pid")"
-        ours "$pid" || { rm -f "$area/server.pid"; return 0; }
-        kill "$pid" 2>/dev/null || true
-        # Gone only once it has let go of its port and data directory.
-        for _ in $(seq 1 300); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        rm -f "$area/server.pid"
-    fi
-}
+stop() { stop_server "$area/server.pid" "--config-file=$area/config.xml"; }
 
 case "${1:-start}" in
 reset)
@@ -128,13 +111,10 @@ start)
             >"$area/log/stdout.log" 2>&1 </dev/null &
         echo $! >server.pid
     )
-    for _ in $(seq 1 300); do
-        if answering; then
-            echo "127.0.0.1:$http"
-            exit 0
-        fi
-        sleep 0.1
-    done
+    if until_up answering; then
+        echo "127.0.0.1:$http"
+        exit 0
+    fi
     echo "clickhouse-server did not answer on 127.0.0.1:$http; see $area/log" >&2
     echo "(tables it cannot load? scripts/clickhouse.sh reset starts from empty data)" >&2
     grep -h '<Error>' "$area/log/server.err.log" 2>/dev/null | tail -n 3 >&2 || true

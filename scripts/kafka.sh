@@ -11,6 +11,7 @@
 #   scripts/kafka.sh reset   # stop, empty the store, start
 #   scripts/kafka.sh stop
 set -euo pipefail
+source "$(dirname "$0")/servers.sh"
 
 port="${ORDERFLOW_KAFKA_PORT:-9092}"
 area="${ORDERFLOW_SERVERS:-${TMPDIR:-/tmp}/orderflow-servers}/kafka"
@@ -18,25 +19,7 @@ tansu="${HOME}/.cargo/bin/tansu"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
-# Whether process $1 is the server this area started: a pid file left by an
-# earlier session (the area outlives it) may name some other process now.
-ours() {
-    [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "tcp://127.0.0.1:$port"
-}
-
-stop() {
-    if [[ -f "$area/broker.pid" ]]; then
-        pid="$(cat "$area/broker.pid")"
-        ours "$pid" || { rm -f "$area/broker.pid"; return 0; }
-        kill "$pid" 2>/dev/null || true
-        # Gone only once it has let go of its port and store.
-        for _ in $(seq 1 300); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        rm -f "$area/broker.pid"
-    fi
-}
+stop() { stop_server "$area/broker.pid" "tcp://127.0.0.1:$port"; }
 
 case "${1:-start}" in
 reset)
@@ -66,13 +49,10 @@ start)
             >broker.log 2>&1 </dev/null &
         echo $! >broker.pid
     )
-    for _ in $(seq 1 300); do
-        if listening; then
-            echo "127.0.0.1:$port"
-            exit 0
-        fi
-        sleep 0.1
-    done
+    if until_up listening; then
+        echo "127.0.0.1:$port"
+        exit 0
+    fi
     echo "tansu did not start listening on 127.0.0.1:$port; see $area/broker.log" >&2
     tail -n 20 "$area/broker.log" >&2 || true
     exit 1
