@@ -68,6 +68,20 @@ impl BookOutput {
 
 type Top = (Option<(i64, i64)>, Option<(i64, i64)>);
 
+/// A book as a checkpoint keeps it: what it means, not how it is laid out.
+/// Resting orders are listed in priority order (bids best first, then asks
+/// best first, each level's queue front to back), so entering them again in
+/// that order restores every level's time priority.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BookState {
+    pub symbol: Symbol,
+    pub msg_seq: u64,
+    pub trade_seq: u64,
+    /// (id, side, price, remaining) in fixed-point units.
+    pub resting: Vec<(OrderId, Side, i64, i64)>,
+    pub retired: Vec<OrderId>,
+}
+
 /// One side's best level as (price, quantity), if the side has any.
 pub type Quote = Option<(Fixed, Fixed)>;
 
@@ -104,6 +118,36 @@ impl OrderBook {
 
     pub fn symbol(&self) -> &Symbol {
         &self.symbol
+    }
+
+    /// The book's whole state, for a checkpoint.
+    pub fn snapshot(&self) -> BookState {
+        let mut retired: Vec<OrderId> = self.retired.iter().cloned().collect();
+        // Sorted, so that the same book always writes the same bytes.
+        retired.sort_unstable();
+        BookState {
+            symbol: self.symbol.clone(),
+            msg_seq: self.msg_seq,
+            trade_seq: self.trade_seq,
+            resting: self
+                .resting()
+                .into_iter()
+                .map(|(id, side, price, qty)| (id, side, price.0, qty.0))
+                .collect(),
+            retired,
+        }
+    }
+
+    /// The book a [`snapshot`](Self::snapshot) was taken of.
+    pub fn restore(state: BookState) -> OrderBook {
+        let mut book = OrderBook::new(state.symbol);
+        book.msg_seq = state.msg_seq;
+        book.trade_seq = state.trade_seq;
+        for (id, side, price, remaining) in state.resting {
+            book.rest(id, side, price, remaining);
+        }
+        book.retired = state.retired.into_iter().collect();
+        book
     }
 
     /// Best bid and best ask as (price, level quantity).

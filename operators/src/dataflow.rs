@@ -16,10 +16,11 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
-use crate::book::{BookOutput, OrderBook};
+use crate::book::{BookOutput, BookState, OrderBook};
+use crate::order::Symbol;
 use crate::output::{Bbo, Candle, Event, Late, Status, Trade};
-use crate::partition::Sequenced;
-use crate::window::{CandleSpec, Windows};
+use crate::partition::{Sequenced, WatermarkState};
+use crate::window::{CandleSpec, Windows, WindowsState};
 
 /// Batch number: the timely time of everything read in one source round.
 pub type Time = u64;
@@ -77,22 +78,77 @@ pub enum BookRecord {
     Record(Record),
 }
 
-/// A partition's watermark at the end of a batch, broadcast to every worker
-/// so that windows close even on workers that saw none of the batch.
+/// Where a partition stands at the end of a batch, broadcast to every
+/// worker: its watermark closes windows even on workers that saw none of the
+/// batch, and the rest is what a restart needs to read on from exactly there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionMark {
     pub partition: u32,
     pub watermark: i64,
+    /// The offset of the partition's next message.
+    pub next_offset: u64,
+    /// Where that message starts in a file source (0 for other sources).
+    pub next_byte: u64,
+    pub state: WatermarkState,
+}
+
+/// What the sources tell every worker, besides orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Control {
+    Mark(PartitionMark),
+    /// Snapshot the operators' state once this time is complete: every
+    /// operator has then seen exactly the messages up to each partition's
+    /// latest mark.
+    Checkpoint(u64),
+}
+
+/// One worker's share of a checkpoint, from one operator.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Snapshot {
+    /// The books the worker owns.
+    Books(Vec<BookState>),
+    /// The worker's open windows per partition, and every partition's
+    /// latest mark (each worker sees all of them).
+    Windows {
+        windows: Vec<(u32, WindowsState)>,
+        marks: Vec<PartitionMark>,
+    },
+}
+
+/// Receives each snapshot with the time and checkpoint id it was taken at.
+pub type OnSnapshot = Box<dyn FnMut(Time, u64, Snapshot)>;
+
+/// Operator state to start from: a checkpoint's parts, whatever worker
+/// count wrote them. Each worker keeps what it now owns.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    pub books: Vec<BookState>,
+    pub windows: Vec<(u32, WindowsState)>,
+    pub marks: Vec<PartitionMark>,
 }
 
 /// The worker that owns a symbol's book; the same in every process.
 pub fn route(msg: &Sequenced) -> u64 {
-    let mut h = FxHasher::default();
     match msg.symbol() {
-        Some(symbol) => symbol.as_bytes().hash(&mut h),
-        None => (msg.partition, msg.offset).hash(&mut h),
+        Some(symbol) => symbol_hash(symbol),
+        None => {
+            let mut h = FxHasher::default();
+            (msg.partition, msg.offset).hash(&mut h);
+            h.finish()
+        }
     }
+}
+
+fn symbol_hash(symbol: &Symbol) -> u64 {
+    let mut h = FxHasher::default();
+    symbol.as_bytes().hash(&mut h);
     h.finish()
+}
+
+/// The worker of `peers` whose book `symbol` has: what timely's exchange
+/// does with [`route`]'s hash.
+pub fn owner(symbol: &Symbol, peers: usize) -> usize {
+    (symbol_hash(symbol) % peers as u64) as usize
 }
 
 /// Holds each time's data under a capability until the frontier passes it.
@@ -132,24 +188,48 @@ impl<D> Stash<D> {
 /// One order book per symbol.
 pub trait Books<'scope> {
     /// Exchanges messages by symbol and applies them to their books in
-    /// partition order, emitting events, trades and bbo changes.
-    fn books(self) -> StreamVec<'scope, Time, BookRecord>;
+    /// partition order, emitting events, trades and bbo changes. Starts from
+    /// `restored` (this worker's books of a checkpoint) and hands a snapshot
+    /// of its books to `on_snapshot` at each checkpoint in `control`.
+    fn books(
+        self,
+        control: StreamVec<'scope, Time, Control>,
+        restored: Vec<BookState>,
+        on_snapshot: OnSnapshot,
+    ) -> StreamVec<'scope, Time, BookRecord>;
 }
 
 impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
-    fn books(self) -> StreamVec<'scope, Time, BookRecord> {
-        self.unary_frontier(Exchange::new(route), "Books", |_cap, _info| {
+    fn books(
+        self,
+        control: StreamVec<'scope, Time, Control>,
+        restored: Vec<BookState>,
+        mut on_snapshot: OnSnapshot,
+    ) -> StreamVec<'scope, Time, BookRecord> {
+        let exchange = Exchange::new(route);
+        self.binary_frontier(control, exchange, Pipeline, "Books", |_cap, _info| {
             let mut stash = Stash::new();
-            let mut books: FxHashMap<_, OrderBook> = FxHashMap::default();
+            let mut controls = Stash::new();
+            let mut books: FxHashMap<_, OrderBook> = restored
+                .into_iter()
+                .map(|state| (state.symbol.clone(), OrderBook::restore(state)))
+                .collect();
             let mut watermarks: FxHashMap<u32, i64> = FxHashMap::default();
             let mut out = BookOutput::default();
-            move |(input, frontier), output| {
+            move |(input, frontier), (control, control_frontier), output| {
                 input.for_each(|cap, data| {
                     if let Some(cap) = cap.retain_least(0) {
                         stash.push(cap, data);
                     }
                 });
-                for (cap, mut batch) in stash.ready(&[frontier]) {
+                control.for_each(|cap, data| {
+                    if let Some(cap) = cap.retain_least(0) {
+                        controls.push(cap, data);
+                    }
+                });
+                for (_, (cap, mut batch, control)) in
+                    ready(&mut stash, &mut controls, [frontier, control_frontier])
+                {
                     batch.sort_unstable_by_key(|m| (m.partition, m.offset));
                     let mut session = output.session(&cap);
                     for seq in batch {
@@ -191,10 +271,44 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                             trades.map(|trade| BookRecord::Trade { partition, trade }),
                         );
                     }
+                    for id in checkpoints(&control) {
+                        let mut states: Vec<BookState> =
+                            books.values().map(OrderBook::snapshot).collect();
+                        states.sort_unstable_by(|a, b| a.symbol.cmp(&b.symbol));
+                        on_snapshot(*cap.time(), id, Snapshot::Books(states));
+                    }
                 }
             }
         })
     }
+}
+
+/// The checkpoints a time's control records ask for.
+fn checkpoints(control: &[Control]) -> impl Iterator<Item = u64> + '_ {
+    control.iter().filter_map(|c| match c {
+        Control::Checkpoint(id) => Some(*id),
+        Control::Mark(_) => None,
+    })
+}
+
+/// The times both inputs have passed, in order, each with both inputs' data.
+#[allow(clippy::type_complexity)]
+fn ready<A, B>(
+    a: &mut Stash<A>,
+    b: &mut Stash<B>,
+    frontiers: [&MutableAntichain<Time>; 2],
+) -> BTreeMap<Time, (Capability<Time>, Vec<A>, Vec<B>)> {
+    let mut ready = BTreeMap::new();
+    for (cap, data) in a.ready(&frontiers) {
+        ready.insert(*cap.time(), (cap, data, Vec::new()));
+    }
+    for (cap, data) in b.ready(&frontiers) {
+        ready
+            .entry(*cap.time())
+            .or_insert_with(|| (cap, Vec::new(), Vec::new()))
+            .2 = data;
+    }
+    ready
 }
 
 fn book<'a>(
@@ -207,60 +321,68 @@ fn book<'a>(
     books.get_mut(symbol).expect("inserted")
 }
 
-/// Times both inputs of [`Candles`] have passed, with each input's data.
-type Ready = BTreeMap<Time, (Capability<Time>, Vec<BookRecord>, Vec<PartitionMark>)>;
-
 /// Event-time candles from the trades of [`Books`].
 pub trait Candles<'scope> {
     /// Folds trades into windows per partition, emitting candles (and `late`
-    /// trades) as the partition watermarks in the stream and in `marks` pass
-    /// window ends. Every other record passes through. When the input ends,
-    /// every window closes.
+    /// trades) as the partition watermarks in the stream and in `control`'s
+    /// marks pass window ends. Every other record passes through. Starts
+    /// from `restored` (keeping the windows of the symbols `worker` of
+    /// `peers` owns) and hands a snapshot of its windows and of every
+    /// partition's latest mark to `on_snapshot` at each checkpoint. When the
+    /// input ends, every window closes if `close_at_end` (a run that will
+    /// resume from a checkpoint keeps them open instead).
     fn candles(
         self,
-        marks: StreamVec<'scope, Time, PartitionMark>,
+        control: StreamVec<'scope, Time, Control>,
         spec: CandleSpec,
+        restored: Restored,
+        on_snapshot: OnSnapshot,
+        close_at_end: bool,
     ) -> StreamVec<'scope, Time, Record>;
 }
 
 impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
     fn candles(
         self,
-        marks: StreamVec<'scope, Time, PartitionMark>,
+        control: StreamVec<'scope, Time, Control>,
         spec: CandleSpec,
+        restored: Restored,
+        mut on_snapshot: OnSnapshot,
+        close_at_end: bool,
     ) -> StreamVec<'scope, Time, Record> {
-        self.binary_frontier(marks, Pipeline, Pipeline, "Candles", |cap, _info| {
+        let (worker, peers) = (self.scope().index(), self.scope().peers());
+        self.binary_frontier(control, Pipeline, Pipeline, "Candles", |cap, _info| {
             let mut records = Stash::new();
-            let mut pending_marks = Stash::new();
+            let mut controls = Stash::new();
             let mut partitions: BTreeMap<u32, Windows> = BTreeMap::new();
+            let mut marks: BTreeMap<u32, PartitionMark> = BTreeMap::new();
+            for mark in restored.marks {
+                windows(&mut partitions, mark.partition, &spec)
+                    .advance(mark.watermark, &mut Vec::new());
+                marks.insert(mark.partition, mark);
+            }
+            for (partition, state) in restored.windows {
+                windows(&mut partitions, partition, &spec)
+                    .restore(state, |symbol| owner(symbol, peers) == worker)
+                    .expect("a checkpoint's intervals are checked against --intervals at start-up");
+            }
             let mut candles = Vec::new();
             let mut late = Vec::new();
             // Held at the inputs' frontier, for the final flush only.
             let mut hold = Some(cap);
-            move |(input, frontier), (marks, marks_frontier), output| {
+            move |(input, frontier), (control, control_frontier), output| {
                 input.for_each(|cap, data| {
                     if let Some(cap) = cap.retain_least(0) {
                         records.push(cap, data);
                     }
                 });
-                marks.for_each(|cap, data| {
+                control.for_each(|cap, data| {
                     if let Some(cap) = cap.retain_least(0) {
-                        pending_marks.push(cap, data);
+                        controls.push(cap, data);
                     }
                 });
-                // A time is ready once both inputs have passed it.
-                let mut ready: Ready = BTreeMap::new();
-                let inputs = [frontier, marks_frontier];
-                for (cap, batch) in records.ready(&inputs) {
-                    ready.insert(*cap.time(), (cap, batch, Vec::new()));
-                }
-                for (cap, batch) in pending_marks.ready(&inputs) {
-                    ready
-                        .entry(*cap.time())
-                        .or_insert_with(|| (cap, Vec::new(), Vec::new()))
-                        .2 = batch;
-                }
-                for (_, (cap, batch, marks)) in ready {
+                let inputs = [frontier, control_frontier];
+                for (_, (cap, batch, control)) in ready(&mut records, &mut controls, inputs) {
                     let mut session = output.session(&cap);
                     for item in batch {
                         match item {
@@ -282,11 +404,21 @@ impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
                         session.give_iterator(candles.drain(..).map(Record::Candle));
                         session.give_iterator(late.drain(..).map(Record::Late));
                     }
-                    for mark in marks {
-                        windows(&mut partitions, mark.partition, &spec)
-                            .advance(mark.watermark, &mut candles);
+                    for item in &control {
+                        if let Control::Mark(mark) = item {
+                            windows(&mut partitions, mark.partition, &spec)
+                                .advance(mark.watermark, &mut candles);
+                            marks.insert(mark.partition, *mark);
+                        }
                     }
                     session.give_iterator(candles.drain(..).map(Record::Candle));
+                    for id in checkpoints(&control) {
+                        let snapshot = Snapshot::Windows {
+                            windows: partitions.iter().map(|(p, w)| (*p, w.snapshot())).collect(),
+                            marks: marks.values().copied().collect(),
+                        };
+                        on_snapshot(*cap.time(), id, snapshot);
+                    }
                 }
                 let least = inputs
                     .iter()
@@ -296,12 +428,13 @@ impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
                     (Some(time), Some(cap)) => cap.downgrade(&time),
                     // The input has ended: close every window still open.
                     (None, Some(cap)) => {
-                        let mut session = output.session(&*cap);
-                        for w in partitions.values_mut() {
-                            w.advance(i64::MAX, &mut candles);
+                        if close_at_end {
+                            let mut session = output.session(&*cap);
+                            for w in partitions.values_mut() {
+                                w.advance(i64::MAX, &mut candles);
+                            }
+                            session.give_iterator(candles.drain(..).map(Record::Candle));
                         }
-                        session.give_iterator(candles.drain(..).map(Record::Candle));
-                        drop(session);
                         hold = None;
                     }
                     (_, None) => {}
@@ -339,20 +472,26 @@ mod tests {
             let records = Rc::new(RefCell::new(Vec::new()));
             let sink = Rc::clone(&records);
             let mut orders = InputHandleVec::new();
-            let mut marks = InputHandleVec::new();
+            let mut marks: InputHandleVec<Time, Control> = InputHandleVec::new();
             let spec = CandleSpec {
                 intervals: vec![Interval(60_000)],
                 lateness: 0,
             };
             worker.dataflow::<Time, _, _>(|scope| {
-                let marks = marks.to_stream(scope);
-                orders.to_stream(scope).books().candles(marks, spec).sink(
-                    Pipeline,
-                    "Collect",
-                    move |(input, _)| {
+                let control = marks.to_stream(scope);
+                orders
+                    .to_stream(scope)
+                    .books(control.clone(), Vec::new(), Box::new(|_, _, _| {}))
+                    .candles(
+                        control,
+                        spec,
+                        Restored::default(),
+                        Box::new(|_, _, _| {}),
+                        true,
+                    )
+                    .sink(Pipeline, "Collect", move |(input, _)| {
                         input.for_each(|_, data| sink.borrow_mut().append(data));
-                    },
-                );
+                    });
             });
             let mut readers = [PartitionReader::new(0, 0), PartitionReader::new(1, 0)];
             for (offset, (partition, json)) in messages.iter().enumerate() {

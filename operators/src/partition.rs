@@ -27,6 +27,22 @@ impl Sequenced {
     }
 }
 
+/// What a partition's watermark is made of, as a checkpoint keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WatermarkState {
+    pub max_seen: Option<i64>,
+    pub idle_floor: i64,
+}
+
+impl Default for WatermarkState {
+    fn default() -> Self {
+        WatermarkState {
+            max_seen: None,
+            idle_floor: i64::MIN,
+        }
+    }
+}
+
 /// The reading position and watermark of one partition.
 #[derive(Clone, Debug)]
 pub struct PartitionReader {
@@ -51,6 +67,19 @@ impl PartitionReader {
 
     pub fn partition(&self) -> u32 {
         self.partition
+    }
+
+    pub fn state(&self) -> WatermarkState {
+        WatermarkState {
+            max_seen: self.max_seen,
+            idle_floor: self.idle_floor,
+        }
+    }
+
+    /// Continues from a checkpoint's state: the watermark is where it was.
+    pub fn restore(&mut self, state: WatermarkState) {
+        self.max_seen = state.max_seen;
+        self.idle_floor = state.idle_floor;
     }
 
     /// Parses the message at `offset`. Only a message that passes validation

@@ -226,3 +226,37 @@ proptest! {
         prop_assert_eq!(resting, model.resting());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A book restored from a snapshot taken after any message answers the
+    /// rest of the stream exactly as the book that was never stopped.
+    #[test]
+    fn a_restored_book_continues_as_the_original(
+        messages in proptest::collection::vec(message(), 1..200),
+        cut in 0usize..200,
+    ) {
+        let cut = cut.min(messages.len());
+        let mut original = OrderBook::new("X".into());
+        let mut out = BookOutput::default();
+        for msg in &messages[..cut] {
+            original.apply(msg, &mut out);
+        }
+        out.clear();
+        let snapshot = original.snapshot();
+        let mut restored = OrderBook::restore(snapshot.clone());
+        prop_assert_eq!(restored.snapshot(), snapshot);
+        let mut again = BookOutput::default();
+        for msg in &messages[cut..] {
+            original.apply(msg, &mut out);
+            restored.apply(msg, &mut again);
+            prop_assert_eq!(&out.events, &again.events);
+            prop_assert_eq!(&out.trades, &again.trades);
+            prop_assert_eq!(&out.bbo, &again.bbo);
+            out.clear();
+            again.clear();
+        }
+        prop_assert_eq!(original.resting(), restored.resting());
+    }
+}

@@ -59,6 +59,15 @@ pub struct RunArgs {
     /// Do not draw the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Keep durable state in this directory: books, open windows, every partition's position and watermark, and each sink's committed state, written atomically at batch boundaries. The same command resumes from the newest complete checkpoint there, and every sink ends up as after one uninterrupted run.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// How often to checkpoint (wall-clock time).
+    #[arg(long, default_value = "10s", value_parser = parse_window, requires = "checkpoint")]
+    pub checkpoint_interval: Interval,
+    /// Checkpoints older than this are removed (the newest is always kept).
+    #[arg(long, default_value = "24h", value_parser = parse_interval, requires = "checkpoint")]
+    pub checkpoint_retention: Interval,
     #[command(flatten)]
     pub gen: GenFlags,
     #[command(flatten)]

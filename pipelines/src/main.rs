@@ -1,5 +1,6 @@
 //! `orderflow`: the command-line face of the pipeline (CONTRACT §4).
 
+mod checkpoint;
 mod cli;
 mod kafka;
 mod progress;

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
-use operators::dataflow::{Books, Candles, PartitionMark, Time};
+use anyhow::{anyhow, bail, Context};
+use operators::dataflow::{owner, Books, Candles, Control, PartitionMark, Restored, Time};
 use operators::partition::Sequenced;
 use operators::window::CandleSpec;
 use timely::dataflow::channels::pact::Pipeline;
@@ -17,9 +17,10 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
+use crate::checkpoint::{self, Checkpointer, Fingerprint};
 use crate::cli::RunArgs;
 use crate::progress::{Counters, Progress};
-use crate::sink::{self, Sink, SinkSettings, WorkerInfo};
+use crate::sink::{self, Sink, SinkHandle, SinkSettings, WorkerInfo};
 use crate::source::{Poll, SourceSpec};
 
 /// Batches a worker may run ahead of its slowest downstream operator: enough
@@ -27,6 +28,9 @@ use crate::source::{Poll, SourceSpec};
 const BATCHES_IN_FLIGHT: u64 = 4;
 /// How often a worker with nothing to read moves its inputs on.
 const IDLE_ADVANCE: Duration = Duration::from_millis(5);
+/// Where every worker moves its inputs when it stops: past any time a
+/// worker used, so the last checkpoint, taken here, covers everything read.
+const FINAL: Time = Time::MAX / 2;
 
 /// What every worker needs, shared across worker threads.
 struct Job {
@@ -38,32 +42,84 @@ struct Job {
     out_of_orderness: i64,
     idle_timeout: i64,
     batch: usize,
+    checkpoints: Option<Checkpoints>,
+}
+
+/// What the workers of a checkpointed run share.
+struct Checkpoints {
+    checkpointer: Arc<Checkpointer>,
+    interval: Duration,
+    /// The id of the next checkpoint (after the one resumed from).
+    next: u64,
+    /// The state to start from; each worker keeps what it owns.
+    restored: Restored,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let source = SourceSpec::parse(&args.source, &args.gen, args.kafka.read())?;
+    let mut source = SourceSpec::parse(&args.source, &args.gen, args.kafka.read())?;
     let config = args.cluster.timely_config()?;
+    let workers = args.cluster.workers;
+    let mut resumed = None;
+    let checkpoints = match &args.checkpoint {
+        None => None,
+        Some(dir) => {
+            if args.cluster.processes > 1 {
+                bail!("--checkpoint keeps a run's state in one local directory: run one process (--workers N for more threads)");
+            }
+            if matches!(source, SourceSpec::File(None)) {
+                bail!("--checkpoint needs a source that can be read again: stdin cannot; give file:PATH or kafka://");
+            }
+            let fingerprint = Fingerprint {
+                source: source.fingerprint(),
+                intervals: args.intervals.iter().map(ToString::to_string).collect(),
+                lateness_ms: args.lateness.0,
+                out_of_orderness_ms: args.out_of_orderness.0,
+                sinks: args.sinks.clone(),
+            };
+            let resume = checkpoint::load(dir, &fingerprint)?;
+            if let Some(resume) = &resume {
+                source.resume_at(&resume.manifest.partitions);
+            }
+            let settings = checkpoint::Settings {
+                dir: dir.clone(),
+                interval: Duration::from_millis(args.checkpoint_interval.0 as u64),
+                retention: Duration::from_millis(args.checkpoint_retention.0 as u64),
+            };
+            let checkpointer =
+                Checkpointer::start(&settings, fingerprint, workers, args.sinks.len())?;
+            resumed = resume.as_ref().map(|r| r.manifest.clone());
+            Some(Checkpoints {
+                checkpointer,
+                interval: settings.interval,
+                next: resume.as_ref().map_or(1, |r| r.manifest.id + 1),
+                restored: resume.map(|r| r.restored).unwrap_or_default(),
+            })
+        }
+    };
     let sinks = sink::open(
         &args.sinks,
         &SinkSettings {
             process: args.cluster.process,
+            workers,
+            checkpointer: checkpoints.as_ref().map(|c| &c.checkpointer),
+            restore: resumed.as_ref().map(|m| (m.id, m.sinks.as_slice())),
             kafka_options: &args.kafka.client.options,
             create_tables: !args.no_create,
         },
     )?;
+    let checkpointer = checkpoints.as_ref().map(|c| Arc::clone(&c.checkpointer));
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let on_interrupt = Arc::clone(&stop);
-    // A second Ctrl-C while stopping exits at once.
+    let on_signal = Arc::clone(&stop);
+    // Ctrl-C and SIGTERM alike; a second one while stopping exits at once.
     ctrlc::set_handler(move || {
-        if on_interrupt.swap(true, Ordering::Relaxed) {
+        if on_signal.swap(true, Ordering::Relaxed) {
             std::process::exit(130);
         }
         eprintln!("stopping: finishing open work and flushing sinks (Ctrl-C again to abort)");
     })
-    .context("installing the Ctrl-C handler")?;
+    .context("installing the signal handler")?;
 
-    let workers = args.cluster.workers;
     let first = args.cluster.process * workers;
     let (messages, bytes) = source.size(first..first + workers, workers * args.cluster.processes);
     let progress = Progress::start(Arc::clone(&counters), messages, bytes, args.quiet);
@@ -80,25 +136,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         out_of_orderness: args.out_of_orderness.0,
         idle_timeout: args.idle_timeout.0,
         batch: args.batch.max(1),
+        checkpoints,
     });
     let guards = timely::execute(config, move |worker| work(worker, &job))
         .map_err(|e| anyhow!("starting workers: {e}"))?;
     let outcomes = guards.join();
     drop(progress);
     let closed: Vec<_> = sinks.iter().map(|s| s.close()).collect();
+    let checkpointed = checkpointer.map(|c| c.finish()).transpose();
     for outcome in outcomes {
         outcome.map_err(|e| anyhow!("a worker failed: {e}"))??;
     }
     closed.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     println!("{}", counters.summary(started.elapsed()));
+    if let Some(stats) = checkpointed? {
+        let from = match &resumed {
+            Some(m) => format!("resumed from checkpoint {}", m.id),
+            None => "started afresh".into(),
+        };
+        println!(
+            "checkpoints: {from} · {} taken, the last {} ({} KiB, slowest {} ms)",
+            stats.completed,
+            stats.last_id.map_or("none".into(), |id| id.to_string()),
+            stats.last_bytes / 1024,
+            stats.max_duration.as_millis()
+        );
+    }
     Ok(())
 }
 
 fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
+    let restored = job.checkpoints.as_ref().map(|c| &c.restored);
+    let resume = restored.map_or(&[][..], |r| r.marks.as_slice());
     let mut sources = job
         .source
-        .open(index, peers, job.out_of_orderness, &job.counters)?;
+        .open(index, peers, job.out_of_orderness, &job.counters, resume)?;
     let info = WorkerInfo {
         index,
         watermark: Rc::default(),
@@ -114,19 +187,45 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let sink_failure = Rc::clone(&failure);
     let counters = Arc::clone(&job.counters);
 
+    // This worker's share of the state resumed from: the books it owns;
+    // the candle operator keeps the windows of its symbols itself.
+    let books = restored.map_or_else(Vec::new, |r| {
+        r.books
+            .iter()
+            .filter(|b| owner(&b.symbol, peers) == index)
+            .cloned()
+            .collect()
+    });
+    let windows = restored.map_or_else(Restored::default, |r| Restored {
+        books: Vec::new(),
+        windows: r.windows.clone(),
+        marks: r.marks.clone(),
+    });
+    // Checkpoints whose snapshots this worker took: its sinks commit each
+    // once their input has passed its time.
+    let barriers: Rc<RefCell<VecDeque<(Time, u64)>>> = Rc::default();
+    let on_books = snapshots(job, index, None);
+    let on_windows = snapshots(job, index, Some(Rc::clone(&barriers)));
     let mut orders: InputHandleVec<Time, Sequenced> = InputHandleVec::new();
-    let mut marks: InputHandleVec<Time, PartitionMark> = InputHandleVec::new();
+    let mut control: InputHandleVec<Time, Control> = InputHandleVec::new();
     let probe = ProbeHandle::new();
     let spec = job.candles.clone();
+    // A run that resumes later keeps its windows open at the end.
+    let close_at_end = job.checkpoints.is_none();
     worker.dataflow::<Time, _, _>(|scope| {
-        let marks = marks.to_stream(scope).broadcast();
+        let control = control.to_stream(scope).broadcast();
         orders
             .to_stream(scope)
-            .books()
-            .candles(marks, spec)
+            .books(control.clone(), books, on_books)
+            .candles(control, spec, windows, on_windows, close_at_end)
             .probe_with(&probe)
             .sink(Pipeline, "Sinks", move |(input, frontier)| {
-                input.for_each(|_, records| {
+                input.for_each(|cap, records| {
+                    // Records come in time order: one of a later time means
+                    // every earlier checkpoint's records have been written.
+                    if let Some(&time) = cap.least() {
+                        pass_barriers(&mut handles, &barriers, &sink_failure, |t| t < time);
+                    }
                     for record in records.drain(..) {
                         counters.count(&record);
                         for handle in handles.iter_mut() {
@@ -144,6 +243,9 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
                         sink_failure.borrow_mut().get_or_insert(e);
                     }
                 }
+                pass_barriers(&mut handles, &barriers, &sink_failure, |t| {
+                    !frontier.less_equal(&t)
+                });
                 if frontier.is_empty() {
                     handles.clear();
                 }
@@ -156,6 +258,8 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let mut open: Vec<bool> = vec![true; sources.len()];
     let mut time: Time = 0;
     let mut advanced = Instant::now();
+    let mut next_checkpoint = job.checkpoints.as_ref().map_or(1, |c| c.next);
+    let mut last_checkpoint = Instant::now();
     // (time, source, offset after the batch) for batches still in the dataflow.
     let mut in_flight: VecDeque<(Time, usize, u64)> = VecDeque::new();
     while open.iter().any(|o| *o) && !job.stop.load(Ordering::Relaxed) && failure.borrow().is_none()
@@ -174,12 +278,11 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
                     break;
                 }
             };
+            let ready = polled == Poll::Ready;
             match polled {
                 Poll::Ready => {
                     last_data[i] = Instant::now();
-                    if let Some(last) = batch.last() {
-                        in_flight.push_back((time, i, last.offset + 1));
-                    }
+                    in_flight.push_back((time, i, source.position().0));
                     orders.send_batch(&mut batch);
                     batch.clear();
                     progressed = true;
@@ -194,13 +297,36 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
                 true => source.reader().watermark(),
                 false => i64::MAX,
             };
-            if watermark != sent_marks[i] {
+            // Every batch is marked, so that a checkpoint knows where each
+            // partition stands.
+            if ready || watermark != sent_marks[i] {
                 sent_marks[i] = watermark;
-                marks.send(PartitionMark {
-                    partition: source.reader().partition(),
+                let (next_offset, next_byte) = source.position();
+                let reader = source.reader();
+                control.send(Control::Mark(PartitionMark {
+                    partition: reader.partition(),
                     watermark,
-                });
+                    next_offset,
+                    next_byte,
+                    state: reader.state(),
+                }));
                 progressed = true;
+            }
+        }
+        // Worker 0 asks for checkpoints, one at a time.
+        if let Some(checkpoints) = job.checkpoints.as_ref().filter(|_| index == 0) {
+            if last_checkpoint.elapsed() >= checkpoints.interval && checkpoints.checkpointer.idle()
+            {
+                control.send(Control::Checkpoint(next_checkpoint));
+                checkpoints.checkpointer.requested(next_checkpoint);
+                next_checkpoint += 1;
+                last_checkpoint = Instant::now();
+                progressed = true;
+            }
+            if checkpoints.checkpointer.failed() {
+                failure
+                    .borrow_mut()
+                    .get_or_insert(anyhow!("writing a checkpoint failed"));
             }
         }
         // Kept once all partitions have ended: the last watermark stands.
@@ -220,7 +346,7 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
             advanced = Instant::now();
             time += 1;
             orders.advance_to(time);
-            marks.advance_to(time);
+            control.advance_to(time);
         }
         // Run the dataflow; wait while the source is too far ahead of it.
         worker.step_or_park(Some(if progressed {
@@ -239,8 +365,18 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
             in_flight.pop_front();
         }
     }
+    // The last checkpoint, after everything every worker read, unless the
+    // run failed: then the one before stands.
+    orders.advance_to(FINAL);
+    control.advance_to(FINAL);
+    if let Some(checkpoints) = job.checkpoints.as_ref().filter(|_| index == 0) {
+        if failure.borrow().is_none() {
+            control.send(Control::Checkpoint(next_checkpoint));
+            checkpoints.checkpointer.requested(next_checkpoint);
+        }
+    }
     drop(orders);
-    drop(marks);
+    drop(control);
     while worker.step_or_park(None) {}
     for source in sources.iter_mut() {
         source.close();
@@ -249,4 +385,48 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Tells the sinks of every checkpoint in `due` whose time is `complete`
+/// that their rows up to it are all written.
+fn pass_barriers(
+    handles: &mut [Box<dyn SinkHandle>],
+    due: &RefCell<VecDeque<(Time, u64)>>,
+    failure: &RefCell<Option<anyhow::Error>>,
+    complete: impl Fn(Time) -> bool,
+) {
+    let mut due = due.borrow_mut();
+    while let Some(&(time, id)) = due.front() {
+        if !complete(time) {
+            break;
+        }
+        for handle in handles.iter_mut() {
+            if let Err(e) = handle.barrier(id) {
+                failure.borrow_mut().get_or_insert(e);
+            }
+        }
+        due.pop_front();
+    }
+}
+
+/// Where an operator of worker `index` hands its snapshots: to the
+/// checkpointer, and (for the last operator) the checkpoint's time to the
+/// worker's sinks through `barriers`.
+fn snapshots(
+    job: &Job,
+    index: usize,
+    barriers: Option<Rc<RefCell<VecDeque<(Time, u64)>>>>,
+) -> operators::dataflow::OnSnapshot {
+    let checkpointer = job
+        .checkpoints
+        .as_ref()
+        .map(|c| Arc::clone(&c.checkpointer));
+    Box::new(move |time, id, snapshot| {
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.snapshot(id, index, snapshot);
+        }
+        if let Some(barriers) = &barriers {
+            barriers.borrow_mut().push_back((time, id));
+        }
+    })
 }

@@ -221,11 +221,60 @@ fn kafka_session(
 /// Rows per Arrow batch decoded from Kafka.
 const BATCH_ROWS: usize = 8_192;
 
+/// Whether `name` is a Parquet copy of `table`: `NAME.parquet`, from
+/// cluster runs `NAME.pN.parquet`, and with checkpoints one part per
+/// checkpoint, `NAME-ID.parquet` or `NAME.pN-ID.parquet`.
+fn is_copy_of(name: &str, table: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some(mut rest) = name
+        .strip_prefix(table)
+        .and_then(|r| r.strip_suffix(".parquet"))
+    else {
+        return false;
+    };
+    if let Some((head, part)) = rest.rsplit_once('-') {
+        if !digits(part) {
+            return false;
+        }
+        rest = head;
+    }
+    match rest.strip_prefix(".p") {
+        Some(process) => digits(process),
+        None => rest.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_copy_of;
+
+    #[test]
+    fn parquet_copies_are_found_whole_per_process_and_per_checkpoint() {
+        for name in [
+            "trades.parquet",
+            "trades.p2.parquet",
+            "trades-00000007.parquet",
+            "trades.p1-00000012.parquet",
+        ] {
+            assert!(is_copy_of(name, "trades"), "{name}");
+        }
+        for name in [
+            "trades.parquet.tmp",
+            "trades-.parquet",
+            "trades-x.parquet",
+            "trades.p.parquet",
+            "tradesx.parquet",
+            "late.parquet",
+        ] {
+            assert!(!is_copy_of(name, "trades"), "{name}");
+        }
+    }
+}
+
 /// A session with every table found in `data` registered.
 async fn dir_session(ctx: SessionContext, data: &Path) -> anyhow::Result<SessionContext> {
     let mut found = 0;
     for table in TABLES {
-        // `NAME.parquet` and, from cluster runs, `NAME.pN.parquet`.
         let mut files: Vec<PathBuf> = std::fs::read_dir(data)
             .with_context(|| {
                 format!(
@@ -236,14 +285,7 @@ async fn dir_session(ctx: SessionContext, data: &Path) -> anyhow::Result<Session
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                name == format!("{table}.parquet")
-                    || name
-                        .strip_prefix(&format!("{table}.p"))
-                        .is_some_and(|rest| {
-                            rest.strip_suffix(".parquet").is_some_and(|n| {
-                                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-                            })
-                        })
+                is_copy_of(name, table)
             })
             .collect();
         files.sort();

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{orderflow, project, rows, scratch, server, sorted, unique};
+use common::{
+    assert_same_outputs, checkpointed_args, orderflow, project, rows, run_with_kills, scratch,
+    server, sorted, unique,
+};
 use serde_json::Value;
 
 /// The address of a server on `port` started by `scripts/clickhouse.sh`
@@ -651,4 +654,22 @@ fn every_dashboard_query_returns_rows_on_the_test_server_and_current_clickhouse(
     for ((panel, sql), n) in queries.iter().zip(counts) {
         assert!(n > 0, "{panel}: no rows on current ClickHouse from\n{sql}");
     }
+}
+
+#[test]
+fn a_checkpointed_run_killed_ten_times_leaves_one_uninterrupted_runs_tables() {
+    let address = clickhouse();
+    let db = database("kill");
+    let dir = scratch("clickhouse-kill");
+    #[rustfmt::skip]
+    let gen = ["--orders", "300000", "--symbols", "30", "--seed", "9", "--intervals", "1s,1m"];
+    let want = dir.join("uninterrupted");
+    common::run("gen", &want, &gen);
+    let got = dir.join("restarted");
+    let checkpoint = dir.join("checkpoint");
+    let mut args = checkpointed_args("gen", &got, &checkpoint, "300ms", &gen);
+    args.extend(["--sink".into(), format!("clickhouse://{address}/{db}")]);
+    run_with_kills(&args, 10, &want, &got);
+    assert_same_outputs(&want, &got);
+    assert_same(&address, &db, &want);
 }

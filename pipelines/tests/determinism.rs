@@ -5,8 +5,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{orderflow, rows, run, scratch, sorted, OUTPUTS};
-use serde_json::Value;
+use common::{comparable_events, orderflow, rows, run, scratch, sorted, OUTPUTS};
 
 /// Five partitions over twelve symbols: books of one worker interleave
 /// partitions whose watermarks move at different times.
@@ -51,19 +50,6 @@ fn worker_count_and_batch_size_change_nothing() {
             );
         }
     }
-}
-
-/// Events without the fields that depend on how a message was ingested:
-/// a malformed message has no `ts` of its own.
-fn comparable_events(rows: Vec<Value>) -> Vec<Value> {
-    rows.into_iter()
-        .map(|mut e| {
-            if e["symbol"].is_null() {
-                e["ts"] = Value::Null;
-            }
-            e
-        })
-        .collect()
 }
 
 #[test]

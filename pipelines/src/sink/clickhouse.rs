@@ -29,7 +29,7 @@ use operators::dataflow::Record;
 use operators::output::{Bbo, Candle, Event, Late, Status, Trade};
 use serde::Serialize;
 
-use super::{Sink, SinkHandle, WorkerInfo};
+use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
 
 /// The tables' DDL, in creation order; each is `CREATE TABLE IF NOT EXISTS`.
 pub const DDL: [(&str, &str); 6] = [
@@ -322,17 +322,24 @@ pub struct ClickHouseSink {
     address: ClickHouseAddress,
     process: usize,
     shared: Arc<Shared>,
+    commits: Option<Arc<Commits>>,
 }
 
 impl ClickHouseSink {
     /// Prepares the database (see [`prepare`]); writers start per worker.
-    pub fn create(spec: &str, process: usize, create: bool) -> anyhow::Result<ClickHouseSink> {
+    pub fn create(
+        spec: &str,
+        process: usize,
+        create: bool,
+        commits: Option<Arc<Commits>>,
+    ) -> anyhow::Result<ClickHouseSink> {
         let address = ClickHouseAddress::parse(spec)?;
         prepare(&address, create)?;
         Ok(ClickHouseSink {
             address,
             process,
             shared: Arc::default(),
+            commits,
         })
     }
 }
@@ -346,6 +353,8 @@ impl Sink for ClickHouseSink {
             retry_for: self.address.retry_for,
             depth: Arc::clone(&depth),
             shared: Arc::clone(&self.shared),
+            worker: worker.index,
+            commits: self.commits.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("clickhouse-{}", worker.index))
@@ -400,6 +409,8 @@ struct Batch {
     candles: Vec<Candle>,
     late: Vec<Late>,
     metrics: Vec<MetricsRow>,
+    /// The checkpoint that ends with this batch, if one does.
+    barrier: Option<u64>,
 }
 
 impl Batch {
@@ -542,6 +553,13 @@ impl SinkHandle for ClickHouseHandle {
         }
         self.shared.check()
     }
+
+    /// The batch goes now, marked: its writer reports the checkpoint once
+    /// the batch (and so every one before it) is in.
+    fn barrier(&mut self, id: u64) -> anyhow::Result<()> {
+        self.batch.barrier = Some(id);
+        self.send()
+    }
 }
 
 impl Drop for ClickHouseHandle {
@@ -561,6 +579,8 @@ struct Writer {
     retry_for: Duration,
     depth: Arc<AtomicUsize>,
     shared: Arc<Shared>,
+    worker: usize,
+    commits: Option<Arc<Commits>>,
 }
 
 impl Writer {
@@ -571,6 +591,9 @@ impl Writer {
                     runtime.block_on(insert(&self.client, &batch))
                 })?;
                 self.depth.fetch_sub(1, Ordering::Relaxed);
+                if let (Some(id), Some(commits)) = (batch.barrier, &self.commits) {
+                    commits.arrive(id, self.worker, 0, |_| SinkState::Delivered);
+                }
             }
             Ok(())
         });

@@ -4,24 +4,33 @@
 //! one writer thread per file through a bounded queue. The writer appends
 //! them to the JSONL file and decodes the same lines into the Parquet copy
 //! (prices and quantities as `Decimal128(38, 8)`, times as UTC millisecond
-//! timestamps), which is written under a temporary name and renamed when the
-//! run ends, so a reader never sees half a file.
+//! timestamps), which is written under a temporary name and renamed when
+//! complete, so a reader never sees half a file.
+//!
+//! With checkpoints, a writer aligns the workers at each checkpoint's
+//! barrier (rows a worker sends after its barrier wait until every worker
+//! has reached it), so the file then holds exactly the rows up to the
+//! checkpoint: its length is recorded, and a restart cuts the file back to
+//! it. The Parquet copy is committed as one part per checkpoint,
+//! `NAME-ID.parquet`; without checkpoints it is `NAME.parquet`, written at
+//! the end.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use operators::dataflow::{Record, OUTPUTS};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::{Sink, SinkHandle, WorkerInfo};
+use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
 
 /// Bytes a worker buffers per output before handing them over.
 const FLUSH_AT: usize = 1 << 16;
@@ -96,74 +105,286 @@ pub fn schema(output: &str) -> Schema {
 }
 
 pub struct DirSink {
-    senders: Mutex<Option<Vec<SyncSender<Vec<u8>>>>>,
+    senders: Mutex<Option<Vec<SyncSender<Chunk>>>>,
     writers: Mutex<Vec<JoinHandle<anyhow::Result<()>>>>,
+    workers: usize,
+}
+
+/// What a worker hands an output's writer.
+enum Chunk {
+    /// Whole JSON lines from `worker`.
+    Rows(usize, Vec<u8>),
+    /// `worker` has sent every row of checkpoint `id`.
+    Barrier(usize, u64),
 }
 
 impl DirSink {
-    /// Creates `dir` and empties its output files. Process `p > 0` of a
-    /// cluster writes `NAME.pP.jsonl` so that processes sharing a disk do not
-    /// overwrite each other.
-    pub fn create(dir: &Path, process: usize) -> anyhow::Result<DirSink> {
+    /// Creates `dir` and its output files: empty for a fresh run, cut back
+    /// to their committed lengths when `restore` holds them. Process `p > 0`
+    /// of a cluster writes `NAME.pP.jsonl` so that processes sharing a disk
+    /// do not overwrite each other. `commits` is set when the run takes
+    /// checkpoints.
+    pub fn create(
+        dir: &Path,
+        process: usize,
+        workers: usize,
+        restore: Option<(u64, &SinkState)>,
+        commits: Option<Arc<Commits>>,
+    ) -> anyhow::Result<DirSink> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lengths = match restore {
+            None => None,
+            Some((_, SinkState::Dir { lengths })) if lengths.len() == OUTPUTS.len() => {
+                Some(lengths)
+            }
+            Some((_, other)) => bail!("the checkpoint holds {other:?} for dir:{}", dir.display()),
+        };
         let mut senders = Vec::new();
         let mut writers = Vec::new();
-        for output in OUTPUTS {
+        for (index, output) in OUTPUTS.into_iter().enumerate() {
             let stem = match process {
                 0 => output.to_string(),
                 p => format!("{output}.p{p}"),
             };
             let jsonl = dir.join(format!("{stem}.jsonl"));
-            let file =
-                File::create(&jsonl).with_context(|| format!("creating {}", jsonl.display()))?;
-            let parquet = dir.join(format!("{stem}.parquet"));
+            let length = lengths.map_or(0, |l| l[index]);
+            let file = cut(&jsonl, length)?;
+            let parts = Parts {
+                dir: dir.to_path_buf(),
+                stem,
+            };
+            parts.remove_after(restore.map_or(0, |(id, _)| id))?;
+            let writer = OutputWriter {
+                out: BufWriter::with_capacity(1 << 20, file),
+                length,
+                copy: None,
+                parts,
+                output,
+                index,
+                jsonl,
+                commits: commits.clone(),
+                at_barrier: vec![None; workers],
+                held: (0..workers).map(|_| VecDeque::new()).collect(),
+            };
             let (tx, rx) = sync_channel(16);
             senders.push(tx);
             writers.push(
                 std::thread::Builder::new()
                     .name(format!("dir-{output}"))
-                    .spawn(move || write_output(rx, file, &jsonl, &parquet, output))?,
+                    .spawn(move || writer.run(rx))?,
             );
         }
         Ok(DirSink {
             senders: Mutex::new(Some(senders)),
             writers: Mutex::new(writers),
+            workers,
         })
     }
 }
 
-fn write_output(
-    chunks: Receiver<Vec<u8>>,
-    file: File,
-    jsonl: &Path,
-    parquet: &Path,
-    output: &str,
-) -> anyhow::Result<()> {
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut copy = ParquetCopy::create(parquet, output)
-        .with_context(|| format!("creating {}", parquet.display()))?;
-    let context = || format!("writing {}", jsonl.display());
-    let parquet_context = || format!("writing {}", parquet.display());
-    let mut next = chunks.recv().ok();
-    while let Some(chunk) = next {
-        out.write_all(&chunk).with_context(context)?;
-        copy.add(&chunk).with_context(parquet_context)?;
-        // Rows reach the file as soon as the workers go quiet, so a live run
-        // can be tailed; under load the buffer still batches the writes.
-        next = match chunks.try_recv() {
-            Ok(chunk) => Some(chunk),
-            Err(TryRecvError::Empty) => {
-                out.flush().with_context(context)?;
-                chunks.recv().ok()
-            }
-            Err(TryRecvError::Disconnected) => None,
-        };
+/// Opens `path` for appending after its first `length` bytes, cutting off
+/// whatever follows them (rows written after the checkpoint).
+fn cut(path: &Path, length: u64) -> anyhow::Result<File> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(length == 0)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let found = file.metadata()?.len();
+    if found < length {
+        bail!(
+            "{} holds {found} bytes, fewer than the {length} the checkpoint committed:              it was changed or lost since; restore it, or start afresh with an empty --checkpoint directory",
+            path.display()
+        );
     }
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(context)?;
-    copy.finish().with_context(parquet_context)
+    file.set_len(length)
+        .and_then(|()| file.seek(SeekFrom::Start(length)).map(drop))
+        .with_context(|| format!("cutting {} back to {length} bytes", path.display()))?;
+    Ok(file)
+}
+
+/// The Parquet files of one output: `STEM.parquet` for a run without
+/// checkpoints, `STEM-ID.parquet` per checkpoint otherwise, and the one in
+/// the making under a temporary name.
+struct Parts {
+    dir: PathBuf,
+    stem: String,
+}
+
+impl Parts {
+    fn tmp(&self) -> PathBuf {
+        self.dir.join(format!("{}.parquet.tmp", self.stem))
+    }
+
+    fn whole(&self) -> PathBuf {
+        self.dir.join(format!("{}.parquet", self.stem))
+    }
+
+    fn part(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{}-{id:08}.parquet", self.stem))
+    }
+
+    /// Removes what a run must not keep: the parts of checkpoints after
+    /// `kept` (all of them for a fresh run, `kept` 0), the whole file of an
+    /// earlier run, and any file in the making.
+    fn remove_after(&self, kept: u64) -> anyhow::Result<()> {
+        let prefix = format!("{}-", self.stem);
+        let mut doomed = vec![self.tmp(), self.whole()];
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let id = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".parquet"))
+                .and_then(|id| id.parse::<u64>().ok());
+            if id.is_some_and(|id| id > kept) {
+                doomed.push(path);
+            }
+        }
+        for path in doomed {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", path.display()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One output's writer thread: the JSONL file, its Parquet copy, and the
+/// alignment of the workers at checkpoint barriers.
+struct OutputWriter {
+    out: BufWriter<File>,
+    /// Bytes in the JSONL file once `out` is flushed.
+    length: u64,
+    /// The Parquet rows since the last commit, once there are any.
+    copy: Option<ParquetCopy>,
+    parts: Parts,
+    output: &'static str,
+    index: usize,
+    jsonl: PathBuf,
+    commits: Option<Arc<Commits>>,
+    /// The barrier each worker has reached and the others not yet.
+    at_barrier: Vec<Option<u64>>,
+    /// What each worker sent after its barrier, until all have reached it.
+    held: Vec<VecDeque<Chunk>>,
+}
+
+impl OutputWriter {
+    fn run(mut self, chunks: Receiver<Chunk>) -> anyhow::Result<()> {
+        let mut next = chunks.recv().ok();
+        while let Some(chunk) = next {
+            self.take(chunk)?;
+            // Rows reach the file as soon as the workers go quiet, so a live
+            // run can be tailed; under load the buffer still batches writes.
+            next = match chunks.try_recv() {
+                Ok(chunk) => Some(chunk),
+                Err(TryRecvError::Empty) => {
+                    self.out.flush().with_context(|| self.context())?;
+                    chunks.recv().ok()
+                }
+                Err(TryRecvError::Disconnected) => None,
+            };
+        }
+        self.finish()
+    }
+
+    fn context(&self) -> String {
+        format!("writing {}", self.jsonl.display())
+    }
+
+    fn take(&mut self, chunk: Chunk) -> anyhow::Result<()> {
+        let worker = match &chunk {
+            Chunk::Rows(w, _) | Chunk::Barrier(w, _) => *w,
+        };
+        if self.at_barrier[worker].is_some() {
+            self.held[worker].push_back(chunk);
+            return Ok(());
+        }
+        match chunk {
+            Chunk::Rows(_, rows) => {
+                self.out.write_all(&rows).with_context(|| self.context())?;
+                self.length += rows.len() as u64;
+                let tmp = self.parts.tmp();
+                let copy = match &mut self.copy {
+                    Some(copy) => copy,
+                    None => self.copy.insert(
+                        ParquetCopy::create(&tmp, self.output)
+                            .with_context(|| format!("creating {}", tmp.display()))?,
+                    ),
+                };
+                copy.add(&rows)
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+            }
+            Chunk::Barrier(_, id) => {
+                self.at_barrier[worker] = Some(id);
+                if self.at_barrier.iter().all(|b| *b == Some(id)) {
+                    self.commit(id)?;
+                    self.at_barrier.fill(None);
+                    self.release()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What workers sent after the barrier goes out now, up to each one's
+    /// next barrier.
+    fn release(&mut self) -> anyhow::Result<()> {
+        for worker in 0..self.held.len() {
+            while self.at_barrier[worker].is_none() {
+                let Some(chunk) = self.held[worker].pop_front() else {
+                    break;
+                };
+                self.take(chunk)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the rows up to checkpoint `id` durable: the JSONL file synced
+    /// at its recorded length, the Parquet rows since the last checkpoint
+    /// renamed into place as their own part.
+    fn commit(&mut self, id: u64) -> anyhow::Result<()> {
+        self.out
+            .flush()
+            .and_then(|()| self.out.get_ref().sync_data())
+            .with_context(|| self.context())?;
+        if let Some(copy) = self.copy.take() {
+            copy.finish(&self.parts.part(id))?;
+        }
+        if let Some(commits) = &self.commits {
+            commits.arrive(id, self.index, self.length, |lengths| SinkState::Dir {
+                lengths,
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        let context = self.context();
+        self.out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .with_context(|| context)?;
+        match (self.commits, self.copy) {
+            // Rows after the last checkpoint are not committed: the next
+            // run cuts them from the JSONL file and writes them again.
+            (Some(_), Some(copy)) => std::fs::remove_file(&copy.tmp)
+                .with_context(|| format!("removing {}", copy.tmp.display())),
+            (Some(_), None) => Ok(()),
+            // Without checkpoints every output has its file, rows or not.
+            (None, copy) => match copy {
+                Some(copy) => copy,
+                None => ParquetCopy::create(&self.parts.tmp(), self.output)?,
+            }
+            .finish(&self.parts.whole()),
+        }
+    }
 }
 
 /// The Parquet copy of one output, decoded from the same JSON lines as they
@@ -173,16 +394,15 @@ struct ParquetCopy {
     decoder: arrow::json::reader::Decoder,
     writer: ArrowWriter<File>,
     tmp: PathBuf,
-    path: PathBuf,
 }
 
 impl ParquetCopy {
-    fn create(path: &Path, output: &str) -> anyhow::Result<ParquetCopy> {
+    fn create(tmp: &Path, output: &str) -> anyhow::Result<ParquetCopy> {
         let schema = Arc::new(schema(output));
         let decoder = arrow::json::ReaderBuilder::new(Arc::clone(&schema))
             .with_batch_size(64 * 1024)
             .build_decoder()?;
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+        let tmp = tmp.to_path_buf();
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
@@ -191,7 +411,6 @@ impl ParquetCopy {
             decoder,
             writer,
             tmp,
-            path: path.to_path_buf(),
         })
     }
 
@@ -215,16 +434,17 @@ impl ParquetCopy {
         Ok(())
     }
 
-    fn finish(mut self) -> anyhow::Result<()> {
+    /// Completes the file and renames it to `path`.
+    fn finish(mut self, path: &Path) -> anyhow::Result<()> {
         self.write_batch()?;
         self.writer.close()?;
-        std::fs::rename(&self.tmp, &self.path)?;
-        Ok(())
+        std::fs::rename(&self.tmp, path)
+            .with_context(|| format!("renaming {} to {}", self.tmp.display(), path.display()))
     }
 }
 
 impl Sink for DirSink {
-    fn handle(&self, _worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
+    fn handle(&self, worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
         let senders = self
             .senders
             .lock()
@@ -234,6 +454,7 @@ impl Sink for DirSink {
         Ok(Box::new(DirHandle {
             senders,
             buffers: Default::default(),
+            worker: worker.index % self.workers,
         }))
     }
 
@@ -260,8 +481,10 @@ impl Sink for DirSink {
 }
 
 struct DirHandle {
-    senders: Vec<SyncSender<Vec<u8>>>,
+    senders: Vec<SyncSender<Chunk>>,
     buffers: [Vec<u8>; 5],
+    /// The worker's index within its process.
+    worker: usize,
 }
 
 impl DirHandle {
@@ -270,6 +493,10 @@ impl DirHandle {
             &mut self.buffers[output],
             Vec::with_capacity(FLUSH_AT + 1024),
         );
+        self.give(output, Chunk::Rows(self.worker, chunk))
+    }
+
+    fn give(&mut self, output: usize, chunk: Chunk) -> anyhow::Result<()> {
         self.senders[output]
             .send(chunk)
             .map_err(|_| anyhow!("the {} writer stopped", OUTPUTS[output]))
@@ -293,6 +520,14 @@ impl SinkHandle for DirHandle {
             if !self.buffers[output].is_empty() {
                 self.send(output)?;
             }
+        }
+        Ok(())
+    }
+
+    fn barrier(&mut self, id: u64) -> anyhow::Result<()> {
+        self.flush()?;
+        for output in 0..OUTPUTS.len() {
+            self.give(output, Chunk::Barrier(self.worker, id))?;
         }
         Ok(())
     }

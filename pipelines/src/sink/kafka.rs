@@ -10,7 +10,9 @@
 use anyhow::{bail, Context};
 use operators::dataflow::{Record, OUTPUTS};
 
-use super::{Sink, SinkHandle, WorkerInfo};
+use std::sync::Arc;
+
+use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
 use crate::kafka::{ensure_topic, KafkaAddress, Producer};
 
 /// Partitions of an output topic the sink has to create.
@@ -19,6 +21,7 @@ const DEFAULT_PARTITIONS: u32 = 8;
 pub struct KafkaSink {
     producer: Producer,
     topics: [String; 5],
+    commits: Option<Arc<Commits>>,
 }
 
 impl KafkaSink {
@@ -26,6 +29,7 @@ impl KafkaSink {
     pub fn create(
         address: &KafkaAddress,
         options: &[(String, String)],
+        commits: Option<Arc<Commits>>,
     ) -> anyhow::Result<KafkaSink> {
         if address.topic.is_some() {
             bail!("a Kafka sink writes five topics: give kafka://HOST:PORT[?prefix=P], without a topic");
@@ -52,16 +56,19 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer: Producer::create(address, options)?,
             topics,
+            commits,
         })
     }
 }
 
 impl Sink for KafkaSink {
-    fn handle(&self, _worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
+    fn handle(&self, worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
         Ok(Box::new(KafkaHandle {
             producer: self.producer.clone(),
             topics: self.topics.clone(),
             value: Vec::with_capacity(512),
+            worker: worker.index,
+            commits: self.commits.clone(),
         }))
     }
 
@@ -74,6 +81,8 @@ struct KafkaHandle {
     producer: Producer,
     topics: [String; 5],
     value: Vec<u8>,
+    worker: usize,
+    commits: Option<Arc<Commits>>,
 }
 
 impl SinkHandle for KafkaHandle {
@@ -88,5 +97,15 @@ impl SinkHandle for KafkaHandle {
     fn flush(&mut self) -> anyhow::Result<()> {
         // librdkafka sends on its own schedule (linger.ms); surface failures.
         self.producer.check()
+    }
+
+    /// Waits until the broker has acknowledged every record sent so far
+    /// (the producer is the process's: other workers' records too).
+    fn barrier(&mut self, id: u64) -> anyhow::Result<()> {
+        self.producer.finish()?;
+        if let Some(commits) = &self.commits {
+            commits.arrive(id, self.worker, 0, |_| SinkState::Delivered);
+        }
+        Ok(())
     }
 }

@@ -7,11 +7,15 @@ pub mod dir;
 pub mod kafka;
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
 use operators::dataflow::Record;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpointer;
 
 /// A destination, shared by the workers of a process.
 pub trait Sink: Send + Sync {
@@ -28,6 +32,71 @@ pub trait SinkHandle {
     /// what is due (a sink that batches further keeps rows no longer than
     /// its flush period) and reports failures.
     fn flush(&mut self) -> anyhow::Result<()>;
+    /// Everything written so far belongs to checkpoint `id`, and nothing
+    /// after: the sink makes it durable and, once every worker's share is,
+    /// says so through its [`Commits`].
+    fn barrier(&mut self, id: u64) -> anyhow::Result<()>;
+}
+
+/// What a sink had made durable at a checkpoint: what a restart puts it
+/// back to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SinkState {
+    /// A `dir:` sink: each JSONL file's length, in `OUTPUTS` order, and the
+    /// Parquet parts up to this checkpoint's id are committed.
+    Dir { lengths: Vec<u64> },
+    /// Every row up to the checkpoint was delivered; rows emitted again
+    /// after a restart are collapsed by the destination's keys.
+    Delivered,
+}
+
+/// A sink's way to the checkpointer: collects the parties of a checkpoint
+/// (its workers, or its output files) and reports the sink committed once
+/// the last has made its share durable.
+pub struct Commits {
+    checkpointer: Arc<Checkpointer>,
+    /// The sink's place among `--sink` flags.
+    index: usize,
+    parties: usize,
+    /// Per checkpoint, what each party that arrived reported (a length).
+    arrived: Mutex<BTreeMap<u64, BTreeMap<usize, u64>>>,
+}
+
+impl Commits {
+    fn new(checkpointer: &Arc<Checkpointer>, index: usize, parties: usize) -> Arc<Commits> {
+        Arc::new(Commits {
+            checkpointer: Arc::clone(checkpointer),
+            index,
+            parties,
+            arrived: Mutex::default(),
+        })
+    }
+
+    /// `party` has made its share of checkpoint `id` durable; `value` is
+    /// what the sink's state needs of it, and `state` makes that state from
+    /// every party's value, in party order.
+    pub fn arrive(
+        &self,
+        id: u64,
+        party: usize,
+        value: u64,
+        state: impl FnOnce(Vec<u64>) -> SinkState,
+    ) {
+        let Ok(mut arrived) = self.arrived.lock() else {
+            return;
+        };
+        let parties = arrived.entry(id).or_default();
+        parties.insert(party, value);
+        if parties.len() == self.parties {
+            let values = arrived
+                .remove(&id)
+                .unwrap_or_default()
+                .into_values()
+                .collect();
+            self.checkpointer.committed(id, self.index, state(values));
+        }
+    }
 }
 
 /// What a sink handle may know of its worker.
@@ -42,6 +111,12 @@ pub struct WorkerInfo {
 /// Settings the sinks of a run share.
 pub struct SinkSettings<'a> {
     pub process: usize,
+    /// Worker threads of this process: each takes a handle.
+    pub workers: usize,
+    /// Where sinks report checkpoints, when the run takes them.
+    pub checkpointer: Option<&'a Arc<Checkpointer>>,
+    /// The checkpoint the run resumes from, and each sink's state in it.
+    pub restore: Option<(u64, &'a [SinkState])>,
     /// librdkafka settings for Kafka sinks.
     pub kafka_options: &'a [(String, String)],
     /// Whether a ClickHouse sink creates its database and tables if missing.
@@ -52,27 +127,49 @@ pub struct SinkSettings<'a> {
 pub fn open(specs: &[String], settings: &SinkSettings) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
     specs
         .iter()
-        .map(|spec| match spec.split_once(':') {
-            Some(("dir", path)) if !path.is_empty() => {
-                let sink = dir::DirSink::create(path.as_ref(), settings.process)?;
-                Ok(Arc::new(sink) as Arc<dyn Sink>)
+        .enumerate()
+        .map(|(index, spec)| {
+            let restore = settings
+                .restore
+                .and_then(|(id, states)| states.get(index).map(|state| (id, state)));
+            let commits = |parties| {
+                settings
+                    .checkpointer
+                    .map(|c| Commits::new(c, index, parties))
+            };
+            match spec.split_once(':') {
+                Some(("dir", path)) if !path.is_empty() => {
+                    let sink = dir::DirSink::create(
+                        path.as_ref(),
+                        settings.process,
+                        settings.workers,
+                        restore,
+                        commits(operators::dataflow::OUTPUTS.len()),
+                    )?;
+                    Ok(Arc::new(sink) as Arc<dyn Sink>)
+                }
+                Some(("kafka", _)) => {
+                    let address = crate::kafka::KafkaAddress::parse(spec)?;
+                    let sink = kafka::KafkaSink::create(
+                        &address,
+                        settings.kafka_options,
+                        commits(settings.workers),
+                    )?;
+                    Ok(Arc::new(sink) as Arc<dyn Sink>)
+                }
+                Some(("clickhouse", _)) => {
+                    let sink = clickhouse::ClickHouseSink::create(
+                        spec,
+                        settings.process,
+                        settings.create_tables,
+                        commits(settings.workers),
+                    )?;
+                    Ok(Arc::new(sink) as Arc<dyn Sink>)
+                }
+                _ => bail!(
+                    "--sink must be `dir:PATH`, `kafka://HOST:PORT` or `clickhouse://HOST:PORT/DATABASE`, not `{spec}`"
+                ),
             }
-            Some(("kafka", _)) => {
-                let address = crate::kafka::KafkaAddress::parse(spec)?;
-                let sink = kafka::KafkaSink::create(&address, settings.kafka_options)?;
-                Ok(Arc::new(sink) as Arc<dyn Sink>)
-            }
-            Some(("clickhouse", _)) => {
-                let sink = clickhouse::ClickHouseSink::create(
-                    spec,
-                    settings.process,
-                    settings.create_tables,
-                )?;
-                Ok(Arc::new(sink) as Arc<dyn Sink>)
-            }
-            _ => bail!(
-                "--sink must be `dir:PATH`, `kafka://HOST:PORT` or `clickhouse://HOST:PORT/DATABASE`, not `{spec}`"
-            ),
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 //! (stdin) never blocks the dataflow and reading overlaps with matching.
 //! Offsets are 0-based line numbers; blank lines are not messages.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
@@ -19,9 +19,9 @@ use crate::progress::Counters;
 
 const CHUNK_LINES: usize = 8_192;
 
-/// Lines read ahead: the text of each and its line number.
+/// Lines read ahead: each one's line number, the byte after it, its text.
 struct Chunk {
-    lines: Vec<(u64, Line)>,
+    lines: Vec<(u64, u64, Line)>,
 }
 
 enum Line {
@@ -33,20 +33,30 @@ enum Line {
 pub struct FilePartition {
     reader: PartitionReader,
     chunks: Receiver<Chunk>,
-    current: std::vec::IntoIter<(u64, Line)>,
+    current: std::vec::IntoIter<(u64, u64, Line)>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The line number and byte after the last line polled.
+    next: (u64, u64),
 }
 
 impl FilePartition {
+    /// Reads `path` (stdin when `None`) from `start`, a line number and
+    /// the byte it begins at.
     pub fn open(
         path: Option<&Path>,
         out_of_orderness: i64,
         counters: Arc<Counters>,
+        start: (u64, u64),
     ) -> anyhow::Result<FilePartition> {
         let input: Box<dyn Read + Send> = match path {
-            Some(path) => Box::new(
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-            ),
+            Some(path) => {
+                let mut file = std::fs::File::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                file.seek(SeekFrom::Start(start.1))
+                    .with_context(|| format!("seeking {} to byte {}", path.display(), start.1))?;
+                counters.input_bytes.fetch_add(start.1, Ordering::Relaxed);
+                Box::new(file)
+            }
             None => Box::new(std::io::stdin()),
         };
         let (tx, chunks) = sync_channel(4);
@@ -55,6 +65,7 @@ impl FilePartition {
             .spawn(move || {
                 read_lines(
                     BufReader::with_capacity(1 << 20, input),
+                    start,
                     tx,
                     &counters.input_bytes,
                 )
@@ -64,18 +75,19 @@ impl FilePartition {
             chunks,
             current: Vec::new().into_iter(),
             thread: Some(thread),
+            next: start,
         })
     }
 }
 
 fn read_lines(
     mut input: BufReader<Box<dyn Read + Send>>,
+    (mut number, mut at): (u64, u64),
     tx: std::sync::mpsc::SyncSender<Chunk>,
     bytes_read: &AtomicU64,
 ) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     let mut lines = Vec::with_capacity(CHUNK_LINES);
-    let mut number = 0u64;
     loop {
         bytes.clear();
         let n = input
@@ -85,6 +97,7 @@ fn read_lines(
             break;
         }
         bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        at += n as u64;
         let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if !text.iter().all(u8::is_ascii_whitespace) {
@@ -92,7 +105,7 @@ fn read_lines(
                 Ok(s) => Line::Text(s.to_owned()),
                 Err(_) => Line::Invalid(String::from_utf8_lossy(text).into_owned()),
             };
-            lines.push((number, line));
+            lines.push((number, at, line));
         }
         number += 1;
         // Hand over a full chunk, or whatever there is when the next read
@@ -116,11 +129,12 @@ impl PartitionSource for FilePartition {
         let start = out.len();
         while out.len() - start < max {
             match self.current.next() {
-                Some((offset, Line::Text(text))) => {
-                    out.push(self.reader.read(&text, offset, ingested))
-                }
-                Some((offset, Line::Invalid(text))) => {
-                    out.push(self.reader.malformed(text, offset, ingested))
+                Some((offset, end, line)) => {
+                    self.next = (offset + 1, end);
+                    out.push(match line {
+                        Line::Text(text) => self.reader.read(&text, offset, ingested),
+                        Line::Invalid(text) => self.reader.malformed(text, offset, ingested),
+                    })
                 }
                 None => match self.chunks.try_recv() {
                     Ok(chunk) => self.current = chunk.lines.into_iter(),
@@ -148,5 +162,9 @@ impl PartitionSource for FilePartition {
 
     fn reader(&mut self) -> &mut PartitionReader {
         &mut self.reader
+    }
+
+    fn position(&self) -> (u64, u64) {
+        self.next
     }
 }

@@ -29,6 +29,16 @@ impl GenPartition {
     }
 }
 
+impl GenPartition {
+    /// Passes over the partition's messages before `offset`: the generator
+    /// is a function of its position, so this is where a checkpoint left it.
+    pub fn skip_to(&mut self, offset: u64) {
+        while self.offset < offset && self.generator.next_into(&mut self.line) {
+            self.offset += 1;
+        }
+    }
+}
+
 impl PartitionSource for GenPartition {
     fn poll(&mut self, max: usize, out: &mut Vec<Sequenced>) -> anyhow::Result<Poll> {
         for _ in 0..max {
@@ -51,6 +61,10 @@ impl PartitionSource for GenPartition {
 
     fn reader(&mut self) -> &mut PartitionReader {
         &mut self.reader
+    }
+
+    fn position(&self) -> (u64, u64) {
+        (self.offset, 0)
     }
 }
 

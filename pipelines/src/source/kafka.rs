@@ -141,6 +141,21 @@ impl KafkaSource {
         })
     }
 
+    /// Starts each partition a checkpoint holds at its recorded offset.
+    pub fn resume_at(&mut self, marks: &[operators::dataflow::PartitionMark]) {
+        for plan in &mut self.plan {
+            if let Some(mark) = marks.iter().find(|m| m.partition as i32 == plan.partition) {
+                plan.start = mark.next_offset as i64;
+                plan.end = plan.end.map(|end| end.max(plan.start));
+            }
+        }
+    }
+
+    /// The topic and its partition count: what a checkpoint's offsets mean.
+    pub fn fingerprint(&self) -> String {
+        format!("kafka topic={} partitions={}", self.topic, self.plan.len())
+    }
+
     /// The partitions worker `index` of `peers` owns.
     pub fn owned(&self, index: usize, peers: usize) -> impl Iterator<Item = &PartitionPlan> {
         self.plan
@@ -579,6 +594,10 @@ impl PartitionSource for KafkaPartition {
 
     fn reader(&mut self) -> &mut PartitionReader {
         &mut self.position.reader
+    }
+
+    fn position(&self) -> (u64, u64) {
+        (self.position.next.max(0) as u64, 0)
     }
 
     fn processed(&mut self, next_offset: u64) {

@@ -8,6 +8,7 @@ pub mod gen;
 pub mod kafka;
 
 use anyhow::bail;
+use operators::dataflow::PartitionMark;
 use operators::partition::{PartitionReader, Sequenced};
 
 use crate::cli::GenFlags;
@@ -32,6 +33,9 @@ pub trait PartitionSource {
     /// Appends up to `max` messages to `out`.
     fn poll(&mut self, max: usize, out: &mut Vec<Sequenced>) -> anyhow::Result<Poll>;
     fn reader(&mut self) -> &mut PartitionReader;
+    /// Where reading resumes after everything polled so far: the next
+    /// message's offset, and (for a file) the byte it starts at.
+    fn position(&self) -> (u64, u64);
     /// Everything before `next_offset` has been through the dataflow: a
     /// source that reports progress elsewhere (a consumer group) may say so.
     fn processed(&mut self, _next_offset: u64) {}
@@ -94,22 +98,54 @@ impl SourceSpec {
         }
     }
 
-    /// The partitions worker `index` of `peers` owns.
+    /// Starts a Kafka source at a checkpoint's offsets (other sources seek
+    /// as they open).
+    pub fn resume_at(&mut self, marks: &[PartitionMark]) {
+        if let SourceSpec::Kafka(source) = self {
+            if let Some(source) = Arc::get_mut(source) {
+                source.resume_at(marks);
+            }
+        }
+    }
+
+    /// What a checkpoint must agree on about the source: which messages
+    /// come, in which partitions and order.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            SourceSpec::Gen(f) => format!(
+                "gen orders={} symbols={} hot-share={} seed={} partitions={}",
+                f.orders, f.symbols, f.hot_share, f.seed, f.partitions
+            ),
+            SourceSpec::File(path) => format!(
+                "file:{}",
+                path.as_ref()
+                    .map_or("-".into(), |p| p.display().to_string())
+            ),
+            SourceSpec::Kafka(source) => source.fingerprint(),
+        }
+    }
+
+    /// The partitions worker `index` of `peers` owns, each positioned after
+    /// its mark in `resume` (a checkpoint's), or at its start.
     pub fn open(
         &self,
         index: usize,
         peers: usize,
         out_of_orderness: i64,
         counters: &Arc<Counters>,
+        resume: &[PartitionMark],
     ) -> anyhow::Result<Vec<Box<dyn PartitionSource>>> {
-        Ok(match self {
+        let mark = |p: u32| resume.iter().find(|m| m.partition == p);
+        let mut sources = match self {
             SourceSpec::Gen(flags) => {
                 let spec = flags.spec()?;
                 (0..spec.partitions)
                     .filter(|p| *p as usize % peers == index)
                     .map(|p| {
-                        Box::new(gen::GenPartition::new(spec.clone(), p, out_of_orderness))
-                            as Box<dyn PartitionSource>
+                        let mut partition =
+                            gen::GenPartition::new(spec.clone(), p, out_of_orderness);
+                        partition.skip_to(mark(p).map_or(0, |m| m.next_offset));
+                        Box::new(partition) as Box<dyn PartitionSource>
                     })
                     .collect()
             }
@@ -118,10 +154,20 @@ impl SourceSpec {
                 path.as_deref(),
                 out_of_orderness,
                 Arc::clone(counters),
-            )?)],
+                mark(0).map_or((0, 0), |m| (m.next_offset, m.next_byte)),
+            )?)
+                as Box<dyn PartitionSource>],
             SourceSpec::File(_) => Vec::new(),
+            // Seeked already: a resumed run starts at the checkpoint's offsets.
             SourceSpec::Kafka(source) => source.open(index, peers, out_of_orderness)?,
-        })
+        };
+        for source in &mut sources {
+            let reader = source.reader();
+            if let Some(mark) = mark(reader.partition()) {
+                reader.restore(mark.state);
+            }
+        }
+        Ok(sources)
     }
 }
 

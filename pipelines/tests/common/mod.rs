@@ -2,9 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -56,6 +58,19 @@ pub fn sorted(rows: &[Value]) -> Vec<String> {
     let mut lines: Vec<String> = rows.iter().map(Value::to_string).collect();
     lines.sort();
     lines
+}
+
+/// Events without the fields that depend on how a message was ingested:
+/// a malformed message has no `ts` of its own.
+pub fn comparable_events(rows: Vec<Value>) -> Vec<Value> {
+    rows.into_iter()
+        .map(|mut e| {
+            if e["symbol"].is_null() {
+                e["ts"] = Value::Null;
+            }
+            e
+        })
+        .collect()
 }
 
 /// A path in this checkout. Taken from the environment `cargo test` gives
@@ -142,4 +157,187 @@ pub fn consume_all(broker: &str, topic: &str) -> Vec<(i32, Option<String>, Strin
         }
     }
     records
+}
+
+/// A small random generator, seeded from the clock and printed, so that a
+/// failure can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn new() -> Dice {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        eprintln!("dice seed {seed}");
+        Dice(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+pub fn spawn(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orderflow runs")
+}
+
+/// Runs `args` (a checkpointed `orderflow run` into `dir:got`), killing it
+/// with SIGKILL `kills` times and starting it again each time, alternating
+/// 1 and 2 workers; then lets it finish, and returns its stdout. Most kills
+/// land once `got`'s events file passes a random share of `want`'s (the
+/// uninterrupted run's), so they spread over the input at any machine
+/// speed; every third lands within 40 ms of the start, while the state is
+/// being restored.
+pub fn run_with_kills(args: &[String], kills: usize, want: &Path, got: &Path) -> String {
+    let mut dice = Dice::new();
+    let total = std::fs::metadata(want.join("events.jsonl")).unwrap().len();
+    let mut thresholds: Vec<u64> = (0..kills)
+        .map(|_| total / 20 + dice.below(total * 9 / 10))
+        .collect();
+    thresholds.sort_unstable();
+    let events = got.join("events.jsonl");
+    for (attempt, threshold) in thresholds.into_iter().enumerate() {
+        let mut args = args.to_vec();
+        args.extend(["--workers".into(), (1 + attempt % 2).to_string()]);
+        let mut child = spawn(&args);
+        let started = Instant::now();
+        let early = Duration::from_millis(dice.below(40));
+        let due = || match attempt % 3 {
+            2 => started.elapsed() >= early,
+            _ => std::fs::metadata(&events).map_or(0, |m| m.len()) >= threshold,
+        };
+        while !due() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "run {attempt} ended ({status}) before it could be killed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "run {attempt} stalled"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let mut args = args.to_vec();
+    args.extend(["--workers".into(), "2".into()]);
+    let out = spawn(&args).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the last run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every output of `got` holds what `want` holds, row for row; per-symbol
+/// trade, bbo and event seqs are contiguous; the Parquet parts hold the
+/// JSONL rows.
+pub fn assert_same_outputs(want: &Path, got: &Path) {
+    for output in OUTPUTS {
+        let (mut a, mut b) = (rows(want, output), rows(got, output));
+        if output == "events" {
+            (a, b) = (comparable_events(a), comparable_events(b));
+        }
+        assert!(!a.is_empty() || output == "late", "{output} is empty");
+        let (a, b) = (sorted(&a), sorted(&b));
+        if a != b {
+            let (in_a, in_b): (HashSet<_>, HashSet<_>) = (a.iter().collect(), b.iter().collect());
+            let extra: Vec<_> = b.iter().filter(|r| !in_a.contains(r)).take(3).collect();
+            let missing: Vec<_> = a.iter().filter(|r| !in_b.contains(r)).take(3).collect();
+            panic!(
+                "{output}: {} rows uninterrupted, {} after restarts; extra {extra:?}; missing {missing:?}",
+                a.len(),
+                b.len()
+            );
+        }
+        assert_eq!(parquet_rows(got, output), b.len(), "{output} Parquet parts");
+    }
+    for (output, field) in [("trades", "seq"), ("bbo", "seq"), ("events", "seq")] {
+        let mut seqs: HashMap<String, Vec<u64>> = HashMap::new();
+        for row in rows(got, output).iter().filter(|r| !r["symbol"].is_null()) {
+            seqs.entry(row["symbol"].as_str().unwrap().into())
+                .or_default()
+                .push(row[field].as_u64().unwrap());
+        }
+        for (symbol, mut seqs) in seqs {
+            seqs.sort_unstable();
+            let unique = seqs.len();
+            seqs.dedup();
+            assert_eq!(unique, seqs.len(), "{output} {symbol}: a seq twice");
+            if output != "bbo" {
+                assert!(
+                    seqs.iter().enumerate().all(|(i, s)| *s == i as u64 + 1),
+                    "{output} {symbol}: seqs have gaps"
+                );
+            }
+        }
+    }
+}
+
+/// Rows in every Parquet file of `output` in `dir` (whole or parts).
+pub fn parquet_rows(dir: &Path, output: &str) -> usize {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let prefix = format!("{output}-");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            assert!(!name.ends_with(".tmp"), "{name} left behind");
+            name == format!("{output}.parquet")
+                || name.starts_with(&prefix) && name.ends_with(".parquet")
+        })
+        .map(|p| {
+            let file = std::fs::File::open(&p).unwrap();
+            let reader = SerializedFileReader::new(file)
+                .unwrap_or_else(|e| panic!("{} unreadable: {e}", p.display()));
+            reader.metadata().file_metadata().num_rows() as usize
+        })
+        .sum()
+}
+
+/// `orderflow run` from `source` into `dir:OUT`, checkpointed into
+/// `checkpoint` every `interval`, in small batches so that kills land
+/// between, during and right after checkpoints.
+pub fn checkpointed_args(
+    source: &str,
+    out: &Path,
+    checkpoint: &Path,
+    interval: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let sink = format!("dir:{}", out.display());
+    let checkpoint = checkpoint.display().to_string();
+    [
+        "run",
+        "--quiet",
+        "--source",
+        source,
+        "--sink",
+        &sink,
+        "--checkpoint",
+        &checkpoint,
+        "--checkpoint-interval",
+        interval,
+        "--batch",
+        "500",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
 }
