@@ -43,11 +43,14 @@ pub struct Fingerprint {
     pub out_of_orderness_ms: i64,
     /// The `--sink` flags, in order: each sink's committed state is theirs.
     pub sinks: Vec<String>,
+    /// The `--outputs` the sinks write.
+    pub outputs: Vec<String>,
 }
 
 impl Fingerprint {
-    /// What differs from `other`, each with what to do, or `None`.
-    fn differences(&self, other: &Fingerprint) -> Option<String> {
+    /// What differs from `other`, or `None`; the sinks and outputs only
+    /// when `sinks` (a replay writes where it likes).
+    fn differences(&self, other: &Fingerprint, sinks: bool) -> Option<String> {
         let mut said = Vec::new();
         let mut differ = |what: &str, ours: String, theirs: String| {
             if ours != theirs {
@@ -70,7 +73,10 @@ impl Fingerprint {
             format!("{}ms", self.out_of_orderness_ms),
             format!("{}ms", other.out_of_orderness_ms),
         );
-        differ("--sink", self.sinks.join(" "), other.sinks.join(" "));
+        if sinks {
+            differ("--sink", self.sinks.join(" "), other.sinks.join(" "));
+            differ("--outputs", self.outputs.join(","), other.outputs.join(","));
+        }
         (!said.is_empty()).then(|| said.join("; "))
     }
 }
@@ -112,15 +118,10 @@ pub struct Resume {
 /// `None` when there is none. Unfinished directories are removed.
 pub fn load(dir: &Path, config: &Fingerprint) -> anyhow::Result<Option<Resume>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let Some((_, path)) = complete(dir, true)?.pop() else {
+    let Some((path, manifest)) = manifests(dir, true)?.pop() else {
         return Ok(None);
     };
-    let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(path.join(MANIFEST))
-            .with_context(|| format!("reading {}", path.join(MANIFEST).display()))?,
-    )
-    .with_context(|| format!("reading {}", path.join(MANIFEST).display()))?;
-    if let Some(differences) = config.differences(&manifest.config) {
+    if let Some(differences) = config.differences(&manifest.config, true) {
         bail!(
             "checkpoint {} in {} was written by another configuration: {differences}. \
              Run with the settings it was written with, or give another --checkpoint directory \
@@ -129,6 +130,61 @@ pub fn load(dir: &Path, config: &Fingerprint) -> anyhow::Result<Option<Resume>> 
             dir.display()
         );
     }
+    resume(&path, manifest).map(Some)
+}
+
+/// The newest complete checkpoint in `dir` taken at or before `starts`
+/// (every partition's recorded offset at or before its start there), for a
+/// replay from `starts` with `config`; `None` when there is none.
+pub fn load_before(
+    dir: &Path,
+    config: &Fingerprint,
+    starts: &[(i32, i64)],
+) -> anyhow::Result<Option<Resume>> {
+    let before = |m: &Manifest| {
+        m.partitions.iter().all(|mark| {
+            starts
+                .iter()
+                .find(|(p, _)| *p as u32 == mark.partition)
+                .is_some_and(|(_, start)| mark.next_offset as i64 <= *start)
+        })
+    };
+    let found = match std::fs::metadata(dir) {
+        Ok(_) => manifests(dir, false)?,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let Some((path, manifest)) = found.into_iter().rev().find(|(_, m)| before(m)) else {
+        return Ok(None);
+    };
+    if let Some(differences) = config.differences(&manifest.config, false) {
+        bail!(
+            "checkpoint {} in {}, the newest before --from, was written by another \
+             configuration: {differences}. Replay with the settings it was written with; \
+             to derive other intervals, replay --from earliest",
+            manifest.id,
+            dir.display()
+        );
+    }
+    resume(&path, manifest).map(Some)
+}
+
+/// The complete checkpoints in `dir` with their manifests, oldest first.
+fn manifests(dir: &Path, remove_unfinished: bool) -> anyhow::Result<Vec<(PathBuf, Manifest)>> {
+    complete(dir, remove_unfinished)?
+        .into_iter()
+        .map(|(_, path)| {
+            let file = path.join(MANIFEST);
+            let manifest = std::fs::read(&file)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
+                .with_context(|| format!("reading {}", file.display()))?;
+            Ok((path, manifest))
+        })
+        .collect()
+}
+
+/// The state a checkpoint's parts hold.
+fn resume(path: &Path, manifest: Manifest) -> anyhow::Result<Resume> {
     let mut restored = Restored {
         marks: manifest.partitions.clone(),
         ..Restored::default()
@@ -146,7 +202,7 @@ pub fn load(dir: &Path, config: &Fingerprint) -> anyhow::Result<Option<Resume>> 
             }
         }
     }
-    Ok(Some(Resume { manifest, restored }))
+    Ok(Resume { manifest, restored })
 }
 
 const MANIFEST: &str = "manifest.json";
@@ -414,14 +470,10 @@ impl Collector {
     /// Removes checkpoints older than the retention, always keeping the newest.
     fn prune(&self) -> anyhow::Result<()> {
         let now = crate::source::now_ms();
-        let mut found = complete(&self.dir, false)?;
+        let mut found = manifests(&self.dir, false)?;
         found.pop();
-        for (_, path) in found {
-            let created = std::fs::read(path.join(MANIFEST))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-                .map_or(i64::MIN, |m| m.created_ms);
-            if now.saturating_sub(created) as u128 > self.retention.as_millis() {
+        for (path, manifest) in found {
+            if now.saturating_sub(manifest.created_ms) as u128 > self.retention.as_millis() {
                 std::fs::remove_dir_all(&path)
                     .with_context(|| format!("pruning {}", path.display()))?;
             }
@@ -449,6 +501,7 @@ mod tests {
             lateness_ms: 5_000,
             out_of_orderness_ms: 2_000,
             sinks: vec!["dir:out".into()],
+            outputs: vec!["trades".into()],
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the pipeline: orders in; events, trades, bbo, candles and late trades out.
     Run(RunArgs),
+    /// Re-derive a range of a Kafka orders topic into the sinks, starting from the newest checkpoint at or before the range (or the topic's start).
+    Replay(ReplayArgs),
     /// Write a synthetic order stream as JSONL, or produce it to a Kafka topic.
     Gen(GenArgs),
     /// SQL (DataFusion) over the outputs a `dir:` sink wrote: trades, candles, bbo, events, late.
@@ -38,6 +40,9 @@ pub struct RunArgs {
     /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late}, keyed by symbol; `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]` inserts them into tables of those names plus pipeline_metrics (credentials also from CLICKHOUSE_USER and CLICKHOUSE_PASSWORD).
     #[arg(long = "sink", default_value = "dir:./data")]
     pub sinks: Vec<String>,
+    /// The outputs the sinks write, comma-separated: any of events, trades, bbo, candles, late (e.g. `--intervals 15m --outputs candles` to backfill one interval).
+    #[arg(long, value_delimiter = ',', value_parser = parse_output, default_value = "events,trades,bbo,candles,late")]
+    pub outputs: Vec<usize>,
     /// Do not create a ClickHouse sink's database and tables; fail if they are missing.
     #[arg(long)]
     pub no_create: bool,
@@ -211,6 +216,19 @@ impl GenFlags {
 }
 
 #[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Where the range starts: earliest, timestamp:MS (Kafka record timestamps) or offsets:P=O,… (unlisted partitions start earliest).
+    #[arg(long)]
+    pub from: StartAt,
+    /// Where it ends (exclusive): latest (the end offsets now), timestamp:MS or offsets:P=O,… (unlisted partitions end at latest).
+    #[arg(long)]
+    pub to: StopAt,
+    /// `run`'s flags: --source kafka://…/TOPIC and --checkpoint DIR (the run's checkpoints, read only) are required; --sink, --outputs, --intervals… as for `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct GenArgs {
     #[command(flatten)]
     pub gen: GenFlags,
@@ -222,6 +240,15 @@ pub struct GenArgs {
     pub to: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaOptions,
+}
+
+/// An output's index in [`OUTPUTS`](operators::dataflow::OUTPUTS).
+fn parse_output(text: &str) -> Result<usize, String> {
+    let outputs = operators::dataflow::OUTPUTS;
+    outputs
+        .iter()
+        .position(|o| *o == text.trim())
+        .ok_or_else(|| format!("`{text}` is not an output: {}", outputs.join(", ")))
 }
 
 fn parse_interval(text: &str) -> Result<Interval, String> {

@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let outcome = match cli::Cli::parse().command {
         cli::Command::Run(args) => run::run(args),
+        cli::Command::Replay(args) => run::replay(args),
         cli::Command::Gen(args) => source::gen::write(args),
         cli::Command::Sql(args) => sql::run(args),
     };

@@ -2,13 +2,14 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use operators::dataflow::{owner, Books, Candles, Control, PartitionMark, Restored, Time};
+use operators::dataflow::{owner, Books, Candles, Control, PartitionMark, Restored, Time, OUTPUTS};
 use operators::partition::Sequenced;
 use operators::window::CandleSpec;
 use timely::dataflow::channels::pact::Pipeline;
@@ -18,9 +19,10 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::checkpoint::{self, Checkpointer, Fingerprint};
-use crate::cli::RunArgs;
+use crate::cli::{ReplayArgs, RunArgs};
 use crate::progress::{Counters, Progress};
 use crate::sink::{self, Sink, SinkHandle, SinkSettings, WorkerInfo};
+use crate::source::kafka::StartAt;
 use crate::source::{Poll, SourceSpec};
 
 /// Batches a worker may run ahead of its slowest downstream operator: enough
@@ -42,8 +44,19 @@ struct Job {
     out_of_orderness: i64,
     idle_timeout: i64,
     batch: usize,
+    /// The state to start from; each worker keeps what it owns.
+    restored: Restored,
     checkpoints: Option<Checkpoints>,
+    /// Whether windows still open when the input ends are closed (not when
+    /// a later run or the original one goes on from here).
+    close_at_end: bool,
+    /// Which outputs the sinks write, by index.
+    outputs: [bool; OUTPUTS.len()],
 }
+
+/// Checkpoints a worker's operators have snapshotted, as (time, id), that
+/// its sinks have still to pass.
+type Barriers = Rc<RefCell<VecDeque<(Time, u64)>>>;
 
 /// What the workers of a checkpointed run share.
 struct Checkpoints {
@@ -51,58 +64,121 @@ struct Checkpoints {
     interval: Duration,
     /// The id of the next checkpoint (after the one resumed from).
     next: u64,
-    /// The state to start from; each worker keeps what it owns.
-    restored: Restored,
 }
 
+/// `orderflow run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    execute(args, None)
+}
+
+/// `orderflow replay`: a bounded Kafka run from the newest checkpoint at or
+/// before `--from` to `--to`, writing no checkpoint of its own.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let ReplayArgs { from, to, mut run } = args;
+    let Some(checkpoints) = run.checkpoint.take() else {
+        bail!(
+            "replay needs --checkpoint DIR: the checkpoints of the run whose input it re-derives"
+        );
+    };
+    if !run.source.starts_with("kafka://") {
+        bail!("replay re-reads a Kafka topic: give --source kafka://HOST:PORT/TOPIC");
+    }
+    if run.kafka.start != StartAt::Earliest || run.kafka.stop.is_some() {
+        bail!("replay reads from --from to --to: leave out --start and --stop");
+    }
+    if matches!(from, StartAt::Latest | StartAt::Committed) {
+        bail!("--from is earliest, timestamp:MS or offsets:P=O,…");
+    }
+    run.kafka.start = from;
+    run.kafka.stop = Some(to);
+    execute(run, Some(checkpoints))
+}
+
+/// A run; `replay` names the checkpoints a replay starts from.
+fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
     let mut source = SourceSpec::parse(&args.source, &args.gen, args.kafka.read())?;
     let config = args.cluster.timely_config()?;
     let workers = args.cluster.workers;
-    let mut resumed = None;
-    let checkpoints = match &args.checkpoint {
-        None => None,
-        Some(dir) => {
-            if args.cluster.processes > 1 {
-                bail!("--checkpoint keeps a run's state in one local directory: run one process (--workers N for more threads)");
+    let fingerprint = Fingerprint {
+        source: source.fingerprint(),
+        intervals: args.intervals.iter().map(ToString::to_string).collect(),
+        lateness_ms: args.lateness.0,
+        out_of_orderness_ms: args.out_of_orderness.0,
+        sinks: args.sinks.clone(),
+        outputs: args
+            .outputs
+            .iter()
+            .map(|o| OUTPUTS[*o].to_string())
+            .collect(),
+    };
+    if (args.checkpoint.is_some() || replay.is_some()) && args.cluster.processes > 1 {
+        bail!("checkpoints keep a run's state in one local directory: run one process (--workers N for more threads)");
+    }
+    let resume = match (&replay, &args.checkpoint) {
+        (Some(dir), _) => match (&args.kafka.start, &source) {
+            (StartAt::Earliest, _) => None,
+            (_, SourceSpec::Kafka(kafka)) => {
+                checkpoint::load_before(dir, &fingerprint, &kafka.starts())?
             }
+            _ => None,
+        },
+        (None, Some(dir)) => {
             if matches!(source, SourceSpec::File(None)) {
                 bail!("--checkpoint needs a source that can be read again: stdin cannot; give file:PATH or kafka://");
             }
-            let fingerprint = Fingerprint {
-                source: source.fingerprint(),
-                intervals: args.intervals.iter().map(ToString::to_string).collect(),
-                lateness_ms: args.lateness.0,
-                out_of_orderness_ms: args.out_of_orderness.0,
-                sinks: args.sinks.clone(),
-            };
-            let resume = checkpoint::load(dir, &fingerprint)?;
-            if let Some(resume) = &resume {
-                source.resume_at(&resume.manifest.partitions);
-            }
+            checkpoint::load(dir, &fingerprint)?
+        }
+        (None, None) => None,
+    };
+    // A Kafka source starts where the state it resumes left off, or (a
+    // replay with no checkpoint before it) at the topic's start.
+    if matches!(source, SourceSpec::Kafka(_)) && (resume.is_some() || replay.is_some()) {
+        let mut read = args.kafka.read();
+        read.start = match &resume {
+            Some(r) => StartAt::Offsets(
+                r.manifest
+                    .partitions
+                    .iter()
+                    .map(|m| (m.partition as i32, m.next_offset as i64))
+                    .collect(),
+            ),
+            None => StartAt::Earliest,
+        };
+        source = SourceSpec::parse(&args.source, &args.gen, read)?;
+    }
+    let resumed = resume.as_ref().map(|r| r.manifest.clone());
+    let checkpoints = match (&replay, &args.checkpoint) {
+        (None, Some(dir)) => {
             let settings = checkpoint::Settings {
                 dir: dir.clone(),
                 interval: Duration::from_millis(args.checkpoint_interval.0 as u64),
                 retention: Duration::from_millis(args.checkpoint_retention.0 as u64),
             };
-            let checkpointer =
-                Checkpointer::start(&settings, fingerprint, workers, args.sinks.len())?;
-            resumed = resume.as_ref().map(|r| r.manifest.clone());
             Some(Checkpoints {
-                checkpointer,
+                checkpointer: Checkpointer::start(
+                    &settings,
+                    fingerprint,
+                    workers,
+                    args.sinks.len(),
+                )?,
                 interval: settings.interval,
-                next: resume.as_ref().map_or(1, |r| r.manifest.id + 1),
-                restored: resume.map(|r| r.restored).unwrap_or_default(),
+                next: resumed.as_ref().map_or(1, |m| m.id + 1),
             })
         }
+        _ => None,
     };
+    let restored = resume.map(|r| r.restored).unwrap_or_default();
     let sinks = sink::open(
         &args.sinks,
         &SinkSettings {
             process: args.cluster.process,
             workers,
             checkpointer: checkpoints.as_ref().map(|c| &c.checkpointer),
-            restore: resumed.as_ref().map(|m| (m.id, m.sinks.as_slice())),
+            // A replay's sinks take what it derives afresh.
+            restore: resumed
+                .as_ref()
+                .filter(|_| replay.is_none())
+                .map(|m| (m.id, m.sinks.as_slice())),
             kafka_options: &args.kafka.client.options,
             create_tables: !args.no_create,
         },
@@ -120,6 +196,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .context("installing the signal handler")?;
 
+    let ranges = match &source {
+        SourceSpec::Kafka(kafka) => kafka.ranges(),
+        _ => String::new(),
+    };
     let first = args.cluster.process * workers;
     let (messages, bytes) = source.size(first..first + workers, workers * args.cluster.processes);
     let progress = Progress::start(Arc::clone(&counters), messages, bytes, args.quiet);
@@ -136,7 +216,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         out_of_orderness: args.out_of_orderness.0,
         idle_timeout: args.idle_timeout.0,
         batch: args.batch.max(1),
+        restored,
+        close_at_end: args.checkpoint.is_none() && replay.is_none(),
         checkpoints,
+        outputs: std::array::from_fn(|i| args.outputs.contains(&i)),
     });
     let guards = timely::execute(config, move |worker| work(worker, &job))
         .map_err(|e| anyhow!("starting workers: {e}"))?;
@@ -149,6 +232,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     closed.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     println!("{}", counters.summary(started.elapsed()));
+    if let Some(dir) = &replay {
+        let from = match &resumed {
+            Some(m) => format!("checkpoint {} in {}", m.id, dir.display()),
+            None => "the topic's start (no checkpoint before --from)".into(),
+        };
+        println!("replay: from {from} · read {}", ranges);
+    }
     if let Some(stats) = checkpointed? {
         let from = match &resumed {
             Some(m) => format!("resumed from checkpoint {}", m.id),
@@ -167,11 +257,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
-    let restored = job.checkpoints.as_ref().map(|c| &c.restored);
-    let resume = restored.map_or(&[][..], |r| r.marks.as_slice());
-    let mut sources = job
-        .source
-        .open(index, peers, job.out_of_orderness, &job.counters, resume)?;
+    let restored = &job.restored;
+    let mut sources = job.source.open(
+        index,
+        peers,
+        job.out_of_orderness,
+        &job.counters,
+        &restored.marks,
+    )?;
     let info = WorkerInfo {
         index,
         watermark: Rc::default(),
@@ -186,32 +279,31 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let failure: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
     let sink_failure = Rc::clone(&failure);
     let counters = Arc::clone(&job.counters);
+    let outputs = job.outputs;
 
     // This worker's share of the state resumed from: the books it owns;
     // the candle operator keeps the windows of its symbols itself.
-    let books = restored.map_or_else(Vec::new, |r| {
-        r.books
-            .iter()
-            .filter(|b| owner(&b.symbol, peers) == index)
-            .cloned()
-            .collect()
-    });
-    let windows = restored.map_or_else(Restored::default, |r| Restored {
+    let books = restored
+        .books
+        .iter()
+        .filter(|b| owner(&b.symbol, peers) == index)
+        .cloned()
+        .collect();
+    let windows = Restored {
         books: Vec::new(),
-        windows: r.windows.clone(),
-        marks: r.marks.clone(),
-    });
+        windows: restored.windows.clone(),
+        marks: restored.marks.clone(),
+    };
     // Checkpoints whose snapshots this worker took: its sinks commit each
     // once their input has passed its time.
-    let barriers: Rc<RefCell<VecDeque<(Time, u64)>>> = Rc::default();
+    let barriers: Barriers = Rc::default();
     let on_books = snapshots(job, index, None);
     let on_windows = snapshots(job, index, Some(Rc::clone(&barriers)));
     let mut orders: InputHandleVec<Time, Sequenced> = InputHandleVec::new();
     let mut control: InputHandleVec<Time, Control> = InputHandleVec::new();
     let probe = ProbeHandle::new();
     let spec = job.candles.clone();
-    // A run that resumes later keeps its windows open at the end.
-    let close_at_end = job.checkpoints.is_none();
+    let close_at_end = job.close_at_end;
     worker.dataflow::<Time, _, _>(|scope| {
         let control = control.to_stream(scope).broadcast();
         orders
@@ -228,6 +320,9 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
                     }
                     for record in records.drain(..) {
                         counters.count(&record);
+                        if !outputs[record.output()] {
+                            continue;
+                        }
                         for handle in handles.iter_mut() {
                             if let Err(e) = handle.write(&record) {
                                 sink_failure.borrow_mut().get_or_insert(e);
@@ -391,7 +486,7 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
 /// that their rows up to it are all written.
 fn pass_barriers(
     handles: &mut [Box<dyn SinkHandle>],
-    due: &RefCell<VecDeque<(Time, u64)>>,
+    due: &Barriers,
     failure: &RefCell<Option<anyhow::Error>>,
     complete: impl Fn(Time) -> bool,
 ) {
@@ -415,7 +510,7 @@ fn pass_barriers(
 fn snapshots(
     job: &Job,
     index: usize,
-    barriers: Option<Rc<RefCell<VecDeque<(Time, u64)>>>>,
+    barriers: Option<Barriers>,
 ) -> operators::dataflow::OnSnapshot {
     let checkpointer = job
         .checkpoints

@@ -244,33 +244,6 @@ fn is_copy_of(name: &str, table: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_copy_of;
-
-    #[test]
-    fn parquet_copies_are_found_whole_per_process_and_per_checkpoint() {
-        for name in [
-            "trades.parquet",
-            "trades.p2.parquet",
-            "trades-00000007.parquet",
-            "trades.p1-00000012.parquet",
-        ] {
-            assert!(is_copy_of(name, "trades"), "{name}");
-        }
-        for name in [
-            "trades.parquet.tmp",
-            "trades-.parquet",
-            "trades-x.parquet",
-            "trades.p.parquet",
-            "tradesx.parquet",
-            "late.parquet",
-        ] {
-            assert!(!is_copy_of(name, "trades"), "{name}");
-        }
-    }
-}
-
 /// A session with every table found in `data` registered.
 async fn dir_session(ctx: SessionContext, data: &Path) -> anyhow::Result<SessionContext> {
     let mut found = 0;
@@ -436,4 +409,31 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
         let rows = query(&tables, &text, &args.params, args.memory_limit).await?;
         print(rows, args.format, &mut std::io::stdout().lock()).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_copy_of;
+
+    #[test]
+    fn parquet_copies_are_found_whole_per_process_and_per_checkpoint() {
+        for name in [
+            "trades.parquet",
+            "trades.p2.parquet",
+            "trades-00000007.parquet",
+            "trades.p1-00000012.parquet",
+        ] {
+            assert!(is_copy_of(name, "trades"), "{name}");
+        }
+        for name in [
+            "trades.parquet.tmp",
+            "trades-.parquet",
+            "trades-x.parquet",
+            "trades.p.parquet",
+            "tradesx.parquet",
+            "late.parquet",
+        ] {
+            assert!(!is_copy_of(name, "trades"), "{name}");
+        }
+    }
 }

@@ -45,6 +45,21 @@ pub enum StopAt {
     /// Before the first record whose timestamp is at or after this (ms); a
     /// partition with none ends once it is caught up and the clock has passed it.
     Timestamp(i64),
+    /// Before these `partition=offset` pairs; unlisted partitions end at the
+    /// end offsets at start-up.
+    Offsets(Vec<(i32, i64)>),
+}
+
+/// `P=O,…` pairs of partition and offset.
+fn offsets(list: &str) -> Result<Vec<(i32, i64)>, String> {
+    list.split(',')
+        .map(|pair| {
+            pair.split_once('=')
+                .and_then(|(p, o)| Some((p.parse().ok()?, o.parse().ok()?)))
+                .filter(|(p, o): &(i32, i64)| *p >= 0 && *o >= 0)
+                .ok_or_else(|| format!("`{pair}`: expected PARTITION=OFFSET"))
+        })
+        .collect()
 }
 
 fn timestamp(text: &str) -> Result<i64, String> {
@@ -63,16 +78,7 @@ impl FromStr for StartAt {
             None if text == "latest" => StartAt::Latest,
             None if text == "committed" => StartAt::Committed,
             Some(("timestamp", ms)) => StartAt::Timestamp(timestamp(ms)?),
-            Some(("offsets", list)) => StartAt::Offsets(
-                list.split(',')
-                    .map(|pair| {
-                        pair.split_once('=')
-                            .and_then(|(p, o)| Some((p.parse().ok()?, o.parse().ok()?)))
-                            .filter(|(p, o): &(i32, i64)| *p >= 0 && *o >= 0)
-                            .ok_or_else(|| format!("`{pair}`: expected PARTITION=OFFSET"))
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
+            Some(("offsets", list)) => StartAt::Offsets(offsets(list)?),
             _ => {
                 return Err(format!(
                     "`{text}`: expected earliest, latest, committed, timestamp:MS or offsets:P=O,…"
@@ -89,7 +95,10 @@ impl FromStr for StopAt {
         match text.split_once(':') {
             None if text == "latest" => Ok(StopAt::Latest),
             Some(("timestamp", ms)) => Ok(StopAt::Timestamp(timestamp(ms)?)),
-            _ => Err(format!("`{text}`: expected latest or timestamp:MS")),
+            Some(("offsets", list)) => Ok(StopAt::Offsets(offsets(list)?)),
+            _ => Err(format!(
+                "`{text}`: expected latest, timestamp:MS or offsets:P=O,…"
+            )),
         }
     }
 }
@@ -141,14 +150,21 @@ impl KafkaSource {
         })
     }
 
-    /// Starts each partition a checkpoint holds at its recorded offset.
-    pub fn resume_at(&mut self, marks: &[operators::dataflow::PartitionMark]) {
-        for plan in &mut self.plan {
-            if let Some(mark) = marks.iter().find(|m| m.partition as i32 == plan.partition) {
-                plan.start = mark.next_offset as i64;
-                plan.end = plan.end.map(|end| end.max(plan.start));
-            }
-        }
+    /// The offsets read, per partition, for a summary: `P: START..END`.
+    pub fn ranges(&self) -> String {
+        self.plan
+            .iter()
+            .map(|p| match p.end {
+                Some(end) => format!("{}: {}..{end}", p.partition, p.start),
+                None => format!("{}: {}..", p.partition, p.start),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Where each partition starts, as `(partition, offset)`.
+    pub fn starts(&self) -> Vec<(i32, i64)> {
+        self.plan.iter().map(|p| (p.partition, p.start)).collect()
     }
 
     /// The topic and its partition count: what a checkpoint's offsets mean.
@@ -347,7 +363,17 @@ pub fn plan(
         .map(|((p, start), (_, high))| PartitionPlan {
             partition: *p,
             start,
-            end: matches!(read.stop, Some(StopAt::Latest)).then_some((*high).max(start)),
+            end: match &read.stop {
+                Some(StopAt::Latest) => Some((*high).max(start)),
+                Some(StopAt::Offsets(given)) => Some(
+                    given
+                        .iter()
+                        .find(|(q, _)| q == p)
+                        .map_or(*high, |(_, o)| *o)
+                        .max(start),
+                ),
+                Some(StopAt::Timestamp(_)) | None => None,
+            },
         })
         .collect())
 }

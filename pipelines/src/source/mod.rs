@@ -98,16 +98,6 @@ impl SourceSpec {
         }
     }
 
-    /// Starts a Kafka source at a checkpoint's offsets (other sources seek
-    /// as they open).
-    pub fn resume_at(&mut self, marks: &[PartitionMark]) {
-        if let SourceSpec::Kafka(source) = self {
-            if let Some(source) = Arc::get_mut(source) {
-                source.resume_at(marks);
-            }
-        }
-    }
-
     /// What a checkpoint must agree on about the source: which messages
     /// come, in which partitions and order.
     pub fn fingerprint(&self) -> String {
