@@ -50,6 +50,9 @@ struct Job {
     /// Whether windows still open when the input ends are closed (not when
     /// a later run or the original one goes on from here).
     close_at_end: bool,
+    /// A replay: its partitions end where its range does, not where their
+    /// input does.
+    replay: bool,
     /// Which outputs the sinks write, by index.
     outputs: [bool; OUTPUTS.len()],
 }
@@ -218,6 +221,7 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
         batch: args.batch.max(1),
         restored,
         close_at_end: args.checkpoint.is_none() && replay.is_none(),
+        replay: replay.is_some(),
         checkpoints,
         outputs: std::array::from_fn(|i| args.outputs.contains(&i)),
     });
@@ -390,7 +394,10 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
             }
             let watermark = match open[i] {
                 true => source.reader().watermark(),
-                false => i64::MAX,
+                // The end of a bounded input closes its windows; the end
+                // of a replayed range does not: the input goes on.
+                false if !job.replay => i64::MAX,
+                false => source.reader().watermark(),
             };
             // Every batch is marked, so that a checkpoint knows where each
             // partition stands.

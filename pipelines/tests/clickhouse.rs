@@ -673,3 +673,104 @@ fn a_checkpointed_run_killed_ten_times_leaves_one_uninterrupted_runs_tables() {
     assert_same_outputs(&want, &got);
     assert_same(&address, &db, &want);
 }
+
+/// Runs a statement that returns nothing, in `database`.
+fn execute(address: &str, statement: &str) {
+    let client = clickhouse::Client::default()
+        .with_url(format!("http://{address}"))
+        .with_validation(false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(client.query(statement).execute())
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+#[test]
+fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
+    let address = clickhouse();
+    let db = database("replay");
+    let topic = unique("replay");
+    let source = format!("kafka://{}/{topic}", common::kafka());
+    // 60,000 orders 1 ms apart: a minute of event time, record timestamps
+    // equal to it.
+    #[rustfmt::skip]
+    let gen = ["--orders", "60000", "--symbols", "20", "--seed", "17", "--partitions", "4"];
+    let mut args = vec!["gen", "--to", &source];
+    args.extend(gen);
+    orderflow(&args);
+    let dir = scratch("clickhouse-replay");
+    let want = dir.join("uninterrupted");
+    let checkpoint = dir.join("checkpoint");
+    let sink = format!("clickhouse://{address}/{db}");
+    let bounded = ["--stop", "latest", "--no-commit", "--intervals", "1s,10s"];
+    let mut args = checkpointed_args(&source, &want, &checkpoint, "100ms", &bounded);
+    args.extend(["--sink".into(), sink.clone()]);
+    let out = common::spawn(&args).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same(&address, &db, &want);
+
+    // Lose 20 seconds from the middle of every table.
+    let (from, to) = (1_700_000_020_000i64, 1_700_000_040_000i64);
+    for (table, column) in [
+        ("events", "ts"),
+        ("trades", "ts"),
+        ("bbo", "ts"),
+        ("late", "ts"),
+        ("candles", "window_start"),
+    ] {
+        execute(
+            &address,
+            &format!(
+                "ALTER TABLE {db}.{table} DELETE WHERE {column} >= {from} AND {column} < {to}"
+            ),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(
+        &address,
+        &format!("SELECT count() FROM system.mutations WHERE database = '{db}' AND is_done = 0"),
+    ) > 0
+    {
+        assert!(Instant::now() < deadline, "mutations did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lost = count(&address, &format!("SELECT count() FROM {db}.trades FINAL"));
+    assert!(
+        lost < rows(&want, "trades").len() as u64,
+        "the range is gone"
+    );
+
+    // Replay it: from the checkpoint before it, to past its end by the
+    // longest interval plus lateness and out-of-orderness, so that every
+    // candle of the range reaches its last version.
+    let replay = |summary_says: &str| {
+        let out = orderflow(&[
+            "replay",
+            "--quiet",
+            "--source",
+            &source,
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--from",
+            &format!("timestamp:{from}"),
+            "--to",
+            &format!("timestamp:{}", to + 17_000),
+            "--intervals",
+            "1s,10s",
+            "--sink",
+            &sink,
+        ]);
+        assert!(out.contains(summary_says), "{out}");
+    };
+    replay("replay: from checkpoint ");
+    assert_same(&address, &db, &want);
+    replay("replay: from checkpoint ");
+    assert_same(&address, &db, &want);
+}

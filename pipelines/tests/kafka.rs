@@ -5,7 +5,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{consume_all, kafka, orderflow, rows, run, scratch, sorted, unique, OUTPUTS};
+use common::{
+    assert_same_outputs, checkpointed_args, consume_all, kafka, orderflow, rows, run,
+    run_with_kills, scratch, sorted, unique, OUTPUTS,
+};
 use serde_json::Value;
 
 /// The generated stream every test here produces: 20 symbols over 4
@@ -30,20 +33,11 @@ fn produce(name: &str) -> (String, std::path::PathBuf) {
     (source, file)
 }
 
-/// A malformed message has no `ts` of its own: it takes the record
-/// timestamp from Kafka and the ingestion time from a file.
+/// Events comparable across sources, sorted: a malformed message has no
+/// `ts` of its own (it takes the record timestamp from Kafka and the
+/// ingestion time from a file).
 fn comparable_events(rows: Vec<Value>) -> Vec<String> {
-    sorted(
-        &rows
-            .into_iter()
-            .map(|mut e| {
-                if e["symbol"].is_null() {
-                    e["ts"] = Value::Null;
-                }
-                e
-            })
-            .collect::<Vec<_>>(),
-    )
+    sorted(&common::comparable_events(rows))
 }
 
 #[test]
@@ -380,4 +374,108 @@ fn sql_over_output_topics_answers_like_sql_over_the_dir() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn a_kafka_run_killed_ten_times_ends_as_an_uninterrupted_run() {
+    let topic = unique("kill");
+    let source = format!("kafka://{}/{topic}", kafka());
+    #[rustfmt::skip]
+    let gen = ["--orders", "60000", "--symbols", "20", "--seed", "13", "--partitions", "4"];
+    let mut args = vec!["gen", "--to", &source];
+    args.extend(gen);
+    orderflow(&args);
+    let dir = scratch("kafka-kill");
+    let bounded = ["--stop", "latest", "--no-commit", "--intervals", "1s,1m"];
+    let want = dir.join("uninterrupted");
+    run(&source, &want, &bounded);
+    let got = dir.join("restarted");
+    let args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "100ms", &bounded);
+    let summary = run_with_kills(&args, 10, &want, &got);
+    assert!(summary.contains("resumed from checkpoint"), "{summary}");
+    assert_same_outputs(&want, &got);
+}
+
+#[test]
+fn a_replay_backfills_a_new_interval_alone() {
+    let topic = unique("backfill");
+    let source = format!("kafka://{}/{topic}", kafka());
+    let mut args = vec!["gen", "--to", &source, "--partitions", "4"];
+    args.extend(GEN);
+    orderflow(&args);
+    let dir = scratch("kafka-backfill");
+    // The run keeps checkpoints of 1s and 1m candles; the backfill derives
+    // 15s candles from the topic's start and writes nothing else.
+    let checkpoint = dir.join("checkpoint");
+    let ran = dir.join("run");
+    let args = checkpointed_args(
+        &source,
+        &ran,
+        &checkpoint,
+        "100ms",
+        &["--stop", "latest", "--no-commit", "--intervals", "1s,1m"],
+    );
+    let out = common::spawn(&args).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = dir.join("want");
+    run(
+        &source,
+        &want,
+        &["--stop", "latest", "--no-commit", "--intervals", "15s"],
+    );
+    let backfill = dir.join("backfill");
+    let sink = format!("dir:{}", backfill.display());
+    let summary = orderflow(&[
+        "replay",
+        "--quiet",
+        "--source",
+        &source,
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--from",
+        "earliest",
+        "--to",
+        "latest",
+        "--intervals",
+        "15s",
+        "--outputs",
+        "candles",
+        "--sink",
+        &sink,
+    ]);
+    assert!(
+        summary.contains("replay: from the topic's start"),
+        "{summary}"
+    );
+    let candles = rows(&backfill, "candles");
+    assert!(!candles.is_empty());
+    assert!(
+        sorted(&candles) == sorted(&rows(&want, "candles")),
+        "15s candles differ"
+    );
+    for output in ["events", "trades", "bbo", "late"] {
+        assert!(rows(&backfill, output).is_empty(), "{output} written");
+    }
+    // A range from a checkpoint cannot take other intervals: it says so.
+    let refused = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args(["replay", "--quiet", "--source", &source, "--checkpoint"])
+        .arg(&checkpoint)
+        .args([
+            "--from",
+            "timestamp:1700000015000",
+            "--to",
+            "latest",
+            "--intervals",
+            "15s",
+        ])
+        .args(["--sink", &sink])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("replay --from earliest"), "{error}");
 }
