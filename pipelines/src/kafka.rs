@@ -6,6 +6,7 @@
 //! idempotence and flow control), so the same code runs on Apache Kafka,
 //! Redpanda and the test broker.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
 
@@ -163,10 +164,13 @@ pub fn ensure_topic(
 }
 
 /// Parks the first delivery failure, so that the next send or the final
-/// flush reports it: a record is either acknowledged or the run fails.
+/// flush reports it: a record is either acknowledged or the run fails. Keeps
+/// each partition's end as acknowledgements show it: a record sent later
+/// lands at or after it.
 #[derive(Default)]
 pub struct Deliveries {
     failure: Mutex<Option<String>>,
+    ends: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -175,6 +179,14 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(message) = result {
+            if let Ok(mut ends) = self.ends.lock() {
+                let end = ends
+                    .entry((message.topic().to_string(), message.partition()))
+                    .or_default();
+                *end = (*end).max(message.offset() + 1);
+            }
+        }
         if let Err((error, message)) = result {
             let text = format!(
                 "delivering to {} partition {}: {error}",
@@ -227,10 +239,14 @@ impl Producer {
         partition: Option<i32>,
         key: Option<&str>,
         timestamp: Option<i64>,
+        headers: Option<OwnedHeaders>,
         payload: &[u8],
     ) -> anyhow::Result<()> {
         self.check()?;
         let mut record = BaseRecord::<str, [u8]>::to(topic).payload(payload);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -252,6 +268,17 @@ impl Producer {
                 Err((error, _)) => return Err(anyhow!("producing to {topic}: {error}")),
             }
         }
+    }
+
+    /// Every partition's end as acknowledged so far, as (topic, partition,
+    /// offset after the last acknowledged record).
+    pub fn ends(&self) -> Vec<(String, i32, i64)> {
+        self.inner
+            .context()
+            .ends
+            .lock()
+            .map(|ends| ends.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect())
+            .unwrap_or_default()
     }
 
     /// The first delivery failure, if any.

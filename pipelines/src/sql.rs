@@ -29,7 +29,8 @@ use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
 use crate::kafka::KafkaAddress;
-use crate::source::kafka::read_range;
+use crate::source::kafka::{read_range, StartAt};
+use rdkafka::Message;
 
 /// The outputs a `dir:` sink writes, each a table.
 pub const TABLES: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
@@ -188,7 +189,13 @@ fn kafka_session(
         let mut decoder =
             datafusion::arrow::json::ReaderBuilder::new(Arc::clone(&schema)).build_decoder()?;
         let mut batches = Vec::new();
-        read_range(address, options, &topic, from, to, |value| {
+        let start = from.map_or(StartAt::Earliest, StartAt::Timestamp);
+        let within = |ts: Option<i64>| {
+            let ts = ts.unwrap_or(i64::MIN);
+            from.is_none_or(|f| ts >= f) && to.is_none_or(|t| ts < t)
+        };
+        read_range(address, options, &topic, start, within, |record| {
+            let value = record.payload().unwrap_or_default();
             // The decoder takes bytes only up to a full batch: flush and
             // go on until the whole record (and its line end) is in.
             for mut rest in [value, b"\n".as_slice()] {

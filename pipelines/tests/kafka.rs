@@ -381,16 +381,19 @@ fn a_kafka_run_killed_ten_times_ends_as_an_uninterrupted_run() {
     let topic = unique("kill");
     let source = format!("kafka://{}/{topic}", kafka());
     #[rustfmt::skip]
-    let gen = ["--orders", "60000", "--symbols", "20", "--seed", "13", "--partitions", "4"];
+    let gen = ["--orders", "30000", "--symbols", "20", "--seed", "13", "--partitions", "4"];
     let mut args = vec!["gen", "--to", &source];
     args.extend(gen);
     orderflow(&args);
     let dir = scratch("kafka-kill");
-    let bounded = ["--stop", "latest", "--no-commit", "--intervals", "1s,1m"];
+    // Idle advances follow the wall clock, which a slow test broker makes
+    // differ between runs: kept out of this comparison.
+    #[rustfmt::skip]
+    let bounded = ["--stop", "latest", "--no-commit", "--intervals", "1s,1m", "--idle-timeout", "1h"];
     let want = dir.join("uninterrupted");
     run(&source, &want, &bounded);
     let got = dir.join("restarted");
-    let args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "100ms", &bounded);
+    let args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "300ms", &bounded);
     let summary = run_with_kills(&args, 10, &want, &got);
     assert!(summary.contains("resumed from checkpoint"), "{summary}");
     assert_same_outputs(&want, &got);

@@ -592,7 +592,7 @@ impl Writer {
                 })?;
                 self.depth.fetch_sub(1, Ordering::Relaxed);
                 if let (Some(id), Some(commits)) = (batch.barrier, &self.commits) {
-                    commits.arrive(id, self.worker, 0, |_| SinkState::Delivered);
+                    commits.arrive(id, self.worker, SinkState::Delivered)?;
                 }
             }
             Ok(())

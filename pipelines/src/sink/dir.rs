@@ -357,9 +357,8 @@ impl OutputWriter {
             copy.finish(&self.parts.part(id))?;
         }
         if let Some(commits) = &self.commits {
-            commits.arrive(id, self.index, self.length, |lengths| SinkState::Dir {
-                lengths,
-            });
+            let lengths = vec![self.length];
+            commits.arrive(id, self.index, SinkState::Dir { lengths })?;
         }
         Ok(())
     }

@@ -49,6 +49,40 @@ pub enum SinkState {
     /// Every row up to the checkpoint was delivered; rows emitted again
     /// after a restart are collapsed by the destination's keys.
     Delivered,
+    /// A Kafka sink: every record up to the checkpoint was acknowledged,
+    /// and every record after it lies at or after these (topic, partition,
+    /// offset) starts, where a restart looks for what it already wrote.
+    Kafka { starts: Vec<(String, i32, i64)> },
+}
+
+impl SinkState {
+    /// One sink's state from its parties' (in party order): lengths side
+    /// by side, the earliest start per partition.
+    fn merge(parts: Vec<SinkState>) -> anyhow::Result<SinkState> {
+        let mut lengths = Vec::new();
+        let mut starts: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut delivered = false;
+        for part in parts {
+            match part {
+                SinkState::Dir { lengths: l } => lengths.extend(l),
+                SinkState::Delivered => delivered = true,
+                SinkState::Kafka { starts: s } => {
+                    for (topic, partition, offset) in s {
+                        let start = starts.entry((topic, partition)).or_insert(offset);
+                        *start = (*start).min(offset);
+                    }
+                }
+            }
+        }
+        Ok(match (lengths.is_empty(), delivered) {
+            (false, false) => SinkState::Dir { lengths },
+            (true, true) => SinkState::Delivered,
+            (true, false) => SinkState::Kafka {
+                starts: starts.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
+            },
+            (false, true) => bail!("one sink's parties reported different kinds of state"),
+        })
+    }
 }
 
 /// A sink's way to the checkpointer: collects the parties of a checkpoint
@@ -59,8 +93,8 @@ pub struct Commits {
     /// The sink's place among `--sink` flags.
     index: usize,
     parties: usize,
-    /// Per checkpoint, what each party that arrived reported (a length).
-    arrived: Mutex<BTreeMap<u64, BTreeMap<usize, u64>>>,
+    /// Per checkpoint, what each party that arrived reported.
+    arrived: Mutex<BTreeMap<u64, BTreeMap<usize, SinkState>>>,
 }
 
 impl Commits {
@@ -73,29 +107,25 @@ impl Commits {
         })
     }
 
-    /// `party` has made its share of checkpoint `id` durable; `value` is
-    /// what the sink's state needs of it, and `state` makes that state from
-    /// every party's value, in party order.
-    pub fn arrive(
-        &self,
-        id: u64,
-        party: usize,
-        value: u64,
-        state: impl FnOnce(Vec<u64>) -> SinkState,
-    ) {
-        let Ok(mut arrived) = self.arrived.lock() else {
-            return;
-        };
+    /// `party` has made its share of checkpoint `id` durable, `state` being
+    /// what a restart needs of that share.
+    pub fn arrive(&self, id: u64, party: usize, state: SinkState) -> anyhow::Result<()> {
+        let mut arrived = self
+            .arrived
+            .lock()
+            .map_err(|_| anyhow::anyhow!("checkpoint commits poisoned"))?;
         let parties = arrived.entry(id).or_default();
-        parties.insert(party, value);
+        parties.insert(party, state);
         if parties.len() == self.parties {
-            let values = arrived
+            let parts = arrived
                 .remove(&id)
                 .unwrap_or_default()
                 .into_values()
                 .collect();
-            self.checkpointer.committed(id, self.index, state(values));
+            self.checkpointer
+                .committed(id, self.index, SinkState::merge(parts)?);
         }
+        Ok(())
     }
 }
 
@@ -154,6 +184,7 @@ pub fn open(specs: &[String], settings: &SinkSettings) -> anyhow::Result<Vec<Arc
                         &address,
                         settings.kafka_options,
                         commits(settings.workers),
+                        restore,
                     )?;
                     Ok(Arc::new(sink) as Arc<dyn Sink>)
                 }

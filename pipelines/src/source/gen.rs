@@ -120,6 +120,7 @@ fn produce(spec: GenSpec, to: &KafkaAddress, options: &[(String, String)]) -> an
             Some((symbol % spec.partitions) as i32),
             Some(&symbol_name(symbol)),
             Some(generator.clock()),
+            None,
             line.as_bytes(),
         )?;
         sent += 1;

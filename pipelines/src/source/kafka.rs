@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context};
 use operators::partition::{PartitionReader, Sequenced};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{now_ms, PartitionSource, Poll};
@@ -389,21 +389,22 @@ fn caught_up(consumer: &BaseConsumer, topic: &str, partition: i32, end: i64) -> 
     matches!(position, Some(Offset::Offset(o)) if o >= end)
 }
 
-/// Reads every record of `topic` stamped in `[from, to)` (record
-/// timestamps) up to the end offsets of the moment, handing each value to
-/// `each`, in offset order per partition; returns how many it handed over.
-/// A bounded read for queries: no commits, no watermarks.
+/// Reads the records of `topic` from `start` up to the end offsets of the
+/// moment, handing those whose record timestamp is `within` to `each`, in
+/// offset order per partition; returns how many it handed over. A bounded
+/// read for queries and for a sink's look at what it wrote: no commits, no
+/// watermarks.
 pub fn read_range(
     address: &KafkaAddress,
     options: &[(String, String)],
     topic: &str,
-    from: Option<i64>,
-    to: Option<i64>,
-    mut each: impl FnMut(&[u8]) -> anyhow::Result<()>,
+    start: StartAt,
+    within: impl Fn(Option<i64>) -> bool,
+    mut each: impl FnMut(&BorrowedMessage<'_>) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let read = KafkaRead {
         options: options.to_vec(),
-        start: from.map_or(StartAt::Earliest, StartAt::Timestamp),
+        start,
         stop: Some(StopAt::Latest),
         group: "orderflow-sql".to_string(),
         commit: false,
@@ -420,10 +421,6 @@ pub fn read_range(
         assignment.add_partition_offset(topic, p.partition, Offset::Offset(p.start))?;
     }
     consumer.assign(&assignment)?;
-    let within = |ts: Option<i64>| {
-        let ts = ts.unwrap_or(i64::MIN);
-        from.is_none_or(|f| ts >= f) && to.is_none_or(|t| ts < t)
-    };
     let mut handed = 0;
     let mut progress = Instant::now();
     while !left.is_empty() {
@@ -448,7 +445,7 @@ pub fn read_range(
             continue;
         };
         if within(record.timestamp().to_millis()) {
-            each(record.payload().unwrap_or_default())?;
+            each(&record)?;
             handed += 1;
         }
         if left[slot].end.is_some_and(|end| record.offset() + 1 >= end) {
