@@ -29,11 +29,14 @@ use crate::source::kafka::{read_range, StartAt};
 
 const EPOCH: &str = "orderflow-epoch";
 
-/// Records already on the topics that the run will emit again: (output,
-/// key, value) with how many times each is there.
+/// A record as the sink sends it: output, key, value.
+type Sent = (usize, Option<String>, Vec<u8>);
+
+/// Records already on the topics that the run will emit again, with how
+/// many times each is there.
 #[derive(Default)]
 struct Written {
-    records: Mutex<HashMap<(usize, Option<String>, Vec<u8>), usize>>,
+    records: Mutex<HashMap<Sent, usize>>,
     left: AtomicUsize,
 }
 
