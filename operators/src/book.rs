@@ -122,9 +122,6 @@ impl OrderBook {
 
     /// The book's whole state, for a checkpoint.
     pub fn snapshot(&self) -> BookState {
-        let mut retired: Vec<OrderId> = self.retired.iter().cloned().collect();
-        // Sorted, so that the same book always writes the same bytes.
-        retired.sort_unstable();
         BookState {
             symbol: self.symbol.clone(),
             msg_seq: self.msg_seq,
@@ -134,7 +131,7 @@ impl OrderBook {
                 .into_iter()
                 .map(|(id, side, price, qty)| (id, side, price.0, qty.0))
                 .collect(),
-            retired,
+            retired: self.retired.iter().cloned().collect(),
         }
     }
 
