@@ -774,3 +774,56 @@ fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
     replay("replay: from checkpoint ");
     assert_same(&address, &db, &want);
 }
+
+#[test]
+fn a_server_gone_thirty_seconds_and_a_kill_meanwhile_lose_and_double_nothing() {
+    // A server of its own, so that stopping it disturbs no other test.
+    let area = scratch("clickhouse-outage-checkpointed-server");
+    let address = clickhouse_on(8126, &area, "start");
+    let db = database("outage_ck");
+    let dir = scratch("clickhouse-outage-checkpointed");
+    #[rustfmt::skip]
+    let gen = ["--orders", "1200000", "--symbols", "50", "--seed", "21", "--intervals", "1s,1m"];
+    let want = dir.join("uninterrupted");
+    common::run("gen", &want, &gen);
+    let got = dir.join("restarted");
+    let mut args = checkpointed_args("gen", &got, &dir.join("checkpoint"), "200ms", &gen);
+    args.extend([
+        "--sink".into(),
+        format!("clickhouse://{address}/{db}?batch_rows=1000&flush_ms=100&queue=1&retry_for=120"),
+    ]);
+    let mut child = common::spawn(&args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(
+        &address,
+        &format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'events'"),
+    ) == 0
+        || count(&address, &format!("SELECT count() FROM {db}.events")) == 0
+    {
+        assert!(Instant::now() < deadline, "no rows reached ClickHouse");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    clickhouse_on(8126, &area, "stop");
+    std::thread::sleep(Duration::from_secs(30));
+    if let Some(status) = child.try_wait().unwrap() {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the run did not wait for the server ({status}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Killed while the server is away: the restart goes on from the last
+    // checkpoint the sink could commit.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    clickhouse_on(8126, &area, "start");
+    let out = common::spawn(&args).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_outputs(&want, &got);
+    assert_same(&address, &db, &want);
+    clickhouse_on(8126, &area, "stop");
+}
