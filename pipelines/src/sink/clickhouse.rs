@@ -586,7 +586,9 @@ struct Writer {
 impl Writer {
     fn run(self, batches: Receiver<Batch>) {
         let outcome = runtime().and_then(|runtime| {
-            for batch in batches {
+            // By reference: the queue stays open until the failure is
+            // recorded, so the worker that finds it closed reads the cause.
+            for batch in batches.iter() {
                 retry("inserting a batch", self.retry_for, || {
                     runtime.block_on(insert(&self.client, &batch))
                 })?;
@@ -602,7 +604,7 @@ impl Writer {
                 failure.get_or_insert(format!("{e:#}"));
             }
             // Returning drops the queue's receiver: the worker's next send
-            // fails and reports the failure.
+            // fails and reports this failure.
         }
     }
 }
