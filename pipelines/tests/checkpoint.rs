@@ -126,8 +126,7 @@ fn a_checkpoint_of_another_configuration_is_refused_with_what_differs() {
     let checkpoint = dir.join("checkpoint");
     let gen = ["--orders", "2000"];
     let mut args = checkpointed_args("gen", &out, &checkpoint, "50ms", &gen);
-    let first = spawn(&args).wait_with_output().unwrap();
-    assert!(first.status.success());
+    orderflow(&args);
     args.extend(["--intervals".into(), "15m".into()]);
     let refused = spawn(&args).wait_with_output().unwrap();
     assert_eq!(refused.status.code(), Some(1));

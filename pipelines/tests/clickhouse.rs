@@ -708,12 +708,7 @@ fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
     let bounded = ["--stop", "latest", "--no-commit", "--intervals", "1s,10s"];
     let mut args = checkpointed_args(&source, &want, &checkpoint, "100ms", &bounded);
     args.extend(["--sink".into(), sink.clone()]);
-    let out = common::spawn(&args).wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    orderflow(&args);
     assert_same(&address, &db, &want);
 
     // Lose 20 seconds from the middle of every table.

@@ -418,12 +418,7 @@ fn a_replay_backfills_a_new_interval_alone() {
         "100ms",
         &["--stop", "latest", "--no-commit", "--intervals", "1s,1m"],
     );
-    let out = common::spawn(&args).wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    orderflow(&args);
     let want = dir.join("want");
     run(
         &source,

@@ -21,7 +21,7 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 /// Runs `orderflow` with `args`, asserting it exits 0; returns its stdout.
-pub fn orderflow(args: &[&str]) -> String {
+pub fn orderflow<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_orderflow"))
         .args(args)
         .output()
@@ -234,13 +234,7 @@ pub fn run_with_kills(args: &[String], kills: usize, want: &Path, got: &Path) ->
     }
     let mut args = args.to_vec();
     args.extend(["--workers".into(), "2".into()]);
-    let out = spawn(&args).wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the last run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    orderflow(&args)
 }
 
 /// Every output of `got` holds what `want` holds, row for row; per-symbol
