@@ -47,9 +47,6 @@ struct Job {
     /// The state to start from; each worker keeps what it owns.
     restored: Restored,
     checkpoints: Option<Checkpoints>,
-    /// Whether windows still open when the input ends are closed (not when
-    /// a later run or the original one goes on from here).
-    close_at_end: bool,
     /// A replay: its partitions end where its range does, not where their
     /// input does.
     replay: bool,
@@ -220,7 +217,6 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout.0,
         batch: args.batch.max(1),
         restored,
-        close_at_end: args.checkpoint.is_none() && replay.is_none(),
         replay: replay.is_some(),
         checkpoints,
         outputs: std::array::from_fn(|i| args.outputs.contains(&i)),
@@ -307,7 +303,9 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let mut control: InputHandleVec<Time, Control> = InputHandleVec::new();
     let probe = ProbeHandle::new();
     let spec = job.candles.clone();
-    let close_at_end = job.close_at_end;
+    // Windows still open when the input ends close, unless a later run (a
+    // resume) or the original one (a replay) goes on from here.
+    let close_at_end = job.checkpoints.is_none() && !job.replay;
     worker.dataflow::<Time, _, _>(|scope| {
         let control = control.to_stream(scope).broadcast();
         orders

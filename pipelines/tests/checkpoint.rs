@@ -78,10 +78,22 @@ fn sigterm_checkpoints_and_the_same_command_goes_on_from_there() {
     let gen = ["--orders", "0", "--symbols", "10"];
     let args = checkpointed_args("gen", &out, &checkpoint, "50ms", &gen);
     for round in 0..2 {
-        let child = spawn(&args);
-        let enough = rows(&out, "trades").len() + 1000;
+        let mut child = spawn(&args);
+        // Whole lines only: the file is being written.
+        let trades = || {
+            std::fs::read(out.join("trades.jsonl"))
+                .map_or(0, |bytes| bytes.iter().filter(|b| **b == b'\n').count())
+        };
+        let enough = trades() + 1000;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while rows(&out, "trades").len() < enough {
+        while trades() < enough {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "round {round}: the run ended ({status}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
             assert!(Instant::now() < deadline, "round {round}: no trades");
             std::thread::sleep(Duration::from_millis(50));
         }
