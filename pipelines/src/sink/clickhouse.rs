@@ -213,11 +213,27 @@ fn transient(error: &clickhouse::error::Error) -> bool {
     }
 }
 
-/// Runs `attempt` until it succeeds, retrying transient errors with
-/// exponential backoff for up to `retry_for`.
+/// Whether an insert's error may pass by itself: as [`transient`], and
+/// also a table or database the sink made or found at start now missing
+/// (60, 81). A server shutting down detaches its tables while it still
+/// answers, and one starting answers before it has loaded them; a table
+/// really dropped fails the run after `retry_for`.
+fn transient_while_inserting(error: &clickhouse::error::Error) -> bool {
+    let missing = |text: &str| {
+        ["Code: 60,", "Code: 60.", "Code: 81,", "Code: 81."]
+            .iter()
+            .any(|code| text.contains(code))
+    };
+    transient(error)
+        || matches!(error, clickhouse::error::Error::BadResponse(text) if missing(text))
+}
+
+/// Runs `attempt` until it succeeds, retrying the errors that `passing`
+/// calls transient with exponential backoff for up to `retry_for`.
 fn retry<T>(
     what: &str,
     retry_for: Duration,
+    passing: fn(&clickhouse::error::Error) -> bool,
     mut attempt: impl FnMut() -> Result<T, clickhouse::error::Error>,
 ) -> anyhow::Result<T> {
     let started = Instant::now();
@@ -227,13 +243,13 @@ fn retry<T>(
             Ok(value) => return Ok(value),
             // The error stays the source, so its causes (a refused
             // connection, a TLS handshake) are told, not only its summary.
-            Err(e) if transient(&e) && started.elapsed() < retry_for => {
+            Err(e) if passing(&e) && started.elapsed() < retry_for => {
                 let e = anyhow::Error::new(e);
                 tracing::warn!("ClickHouse: {what}: {e:#}; retrying in {backoff:?}");
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Err(e) if transient(&e) => {
+            Err(e) if passing(&e) => {
                 return Err(anyhow::Error::new(e).context(format!(
                     "ClickHouse: {what}: still failing after {} s",
                     retry_for.as_secs()
@@ -261,18 +277,21 @@ pub fn prepare(address: &ClickHouseAddress, create: bool) -> anyhow::Result<()> 
     let retry_for = address.retry_for;
     if create {
         let sql = format!("CREATE DATABASE IF NOT EXISTS `{database}`");
-        retry("creating the database", retry_for, || {
+        retry("creating the database", retry_for, transient, || {
             runtime.block_on(server.query(&sql).execute())
         })?;
         let client = address.client(Some(database));
         for (table, ddl) in DDL {
-            retry(&format!("creating table {table}"), retry_for, || {
-                runtime.block_on(client.query(ddl).execute())
-            })?;
+            retry(
+                &format!("creating table {table}"),
+                retry_for,
+                transient,
+                || runtime.block_on(client.query(ddl).execute()),
+            )?;
         }
         return Ok(());
     }
-    let tables: Vec<String> = retry("listing the tables", retry_for, || {
+    let tables: Vec<String> = retry("listing the tables", retry_for, transient, || {
         runtime.block_on(
             server
                 .query("SELECT name FROM system.tables WHERE database = ?")
@@ -589,9 +608,12 @@ impl Writer {
             // By reference: the queue stays open until the failure is
             // recorded, so the worker that finds it closed reads the cause.
             for batch in batches.iter() {
-                retry("inserting a batch", self.retry_for, || {
-                    runtime.block_on(insert(&self.client, &batch))
-                })?;
+                retry(
+                    "inserting a batch",
+                    self.retry_for,
+                    transient_while_inserting,
+                    || runtime.block_on(insert(&self.client, &batch)),
+                )?;
                 self.depth.fetch_sub(1, Ordering::Relaxed);
                 if let (Some(id), Some(commits)) = (batch.barrier, &self.commits) {
                     commits.arrive(id, self.worker, SinkState::Delivered)?;
@@ -867,5 +889,11 @@ mod tests {
                 "{permanent}"
             );
         }
+        // Mid-run, a table detached by a server on its way down passes.
+        let gone = "Code: 60, e.displayText() = DB::Exception: Table m.events doesn't exist.";
+        assert!(!transient(&Error::BadResponse(gone.into())));
+        assert!(transient_while_inserting(&Error::BadResponse(gone.into())));
+        let refused = Error::BadResponse("Code: 516. DB::Exception: Authentication failed".into());
+        assert!(!transient_while_inserting(&refused));
     }
 }
