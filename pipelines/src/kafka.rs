@@ -119,6 +119,27 @@ pub fn partitions(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i3
     Ok(ids)
 }
 
+/// Each partition of `topic` with its end offset of the moment.
+pub fn ends(
+    address: &KafkaAddress,
+    options: &[(String, String)],
+    topic: &str,
+) -> anyhow::Result<Vec<(i32, i64)>> {
+    let consumer: BaseConsumer = address
+        .config(&[], options)
+        .create()
+        .context("creating a Kafka client")?;
+    partitions(&consumer, topic)?
+        .into_iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
+                .with_context(|| format!("reading the end offset of {topic} partition {p}"))?;
+            Ok((p, high))
+        })
+        .collect()
+}
+
 /// Creates `topic` with `partitions` partitions unless it exists; returns
 /// its partition count. The replication factor is the broker's default.
 pub fn ensure_topic(
@@ -272,6 +293,17 @@ impl Producer {
 
     /// Every partition's end as acknowledged so far, as (topic, partition,
     /// offset after the last acknowledged record).
+    /// Takes `ends` as acknowledged already: offsets every later record
+    /// lands at or after, though this producer has sent nothing there yet.
+    pub fn start_at(&self, ends: impl IntoIterator<Item = (String, i32, i64)>) {
+        if let Ok(mut known) = self.inner.context().ends.lock() {
+            for (topic, partition, offset) in ends {
+                let end = known.entry((topic, partition)).or_default();
+                *end = (*end).max(offset);
+            }
+        }
+    }
+
     pub fn ends(&self) -> Vec<(String, i32, i64)> {
         self.inner
             .context()

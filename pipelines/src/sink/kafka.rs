@@ -8,13 +8,22 @@
 //! the run rather than vanishing.
 //!
 //! With checkpoints, each record carries the checkpoint it belongs to in an
-//! `orderflow-epoch` header. A restart from checkpoint K reads what the
-//! sink wrote after K (from the offsets K recorded, before which nothing
-//! later can lie) and does not send those records again: the run emits them
-//! identically, so every one is found and skipped once. No broker
-//! transactions are needed, so this holds on any broker.
+//! `orderflow-epoch` header. At a barrier the sink records, per output
+//! partition, the acknowledged end: everything this run writes later lands
+//! after it. A restart from checkpoint K reads from there, takes the
+//! records of later epochs as already written, and skips each once when
+//! the run emits it again (identically). No broker transactions are
+//! needed, so this holds on any broker.
+//!
+//! Checkpoint ids are not unique across restarts (a run killed before
+//! committing K + 1 leaves records of epoch K + 1, and so will the next).
+//! So a restart also records, at each barrier, which records of runs
+//! before it it has not yet emitted again: they lie before its starts but
+//! belong after the checkpoint, and the checkpoint names them (`pending`).
+//! The producer counts the topics' ends at start as acknowledged, so every
+//! start lies past what earlier runs wrote.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +32,7 @@ use operators::dataflow::{Record, OUTPUTS};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::Message;
 
-use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
+use super::{Commits, OffsetRanges, Sink, SinkHandle, SinkState, WorkerInfo};
 use crate::kafka::{ensure_topic, KafkaAddress, Producer};
 use crate::source::kafka::{read_range, StartAt};
 
@@ -32,35 +41,88 @@ const EPOCH: &str = "orderflow-epoch";
 /// A record as the sink sends it: output, key, value.
 type Sent = (usize, Option<String>, Vec<u8>);
 
-/// Records already on the topics that the run will emit again, with how
-/// many times each is there.
+/// Records already on the topics that the run will emit again: where each
+/// copy lies, and which copies the run has emitted again (skipped).
 #[derive(Default)]
 struct Written {
-    records: Mutex<HashMap<Sent, usize>>,
+    state: Mutex<WrittenState>,
+    /// Copies not yet emitted again: the fast path once none are.
     left: AtomicUsize,
 }
 
+#[derive(Default)]
+struct WrittenState {
+    copies: Vec<Copy>,
+    /// The copies of each record not yet emitted again.
+    untaken: HashMap<Sent, Vec<usize>>,
+}
+
+struct Copy {
+    output: usize,
+    partition: i32,
+    offset: i64,
+    /// The epoch of the handle that emitted this record again.
+    taken: Option<u64>,
+}
+
 impl Written {
-    /// Whether this record was written already (and is now accounted for).
-    fn take(&self, output: usize, key: Option<&str>, value: &[u8]) -> bool {
+    fn new(records: Vec<(Sent, i32, i64)>) -> Written {
+        let mut state = WrittenState::default();
+        for (sent, partition, offset) in records {
+            state
+                .untaken
+                .entry(sent.clone())
+                .or_default()
+                .push(state.copies.len());
+            state.copies.push(Copy {
+                output: sent.0,
+                partition,
+                offset,
+                taken: None,
+            });
+        }
+        Written {
+            left: AtomicUsize::new(state.copies.len()),
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Whether this record was written already (and is now accounted for,
+    /// as emitted again in `epoch`).
+    fn take(&self, output: usize, key: Option<&str>, value: &[u8], epoch: u64) -> bool {
         if self.left.load(Ordering::Relaxed) == 0 {
             return false;
         }
-        let Ok(mut records) = self.records.lock() else {
+        let Ok(mut state) = self.state.lock() else {
             return false;
         };
         let entry = (output, key.map(str::to_string), value.to_vec());
-        match records.get_mut(&entry) {
-            Some(n) => {
-                *n -= 1;
-                if *n == 0 {
-                    records.remove(&entry);
-                }
-                self.left.fetch_sub(1, Ordering::Relaxed);
-                true
-            }
-            None => false,
+        let Some(copies) = state.untaken.get_mut(&entry) else {
+            return false;
+        };
+        let Some(copy) = copies.pop() else {
+            return false;
+        };
+        if copies.is_empty() {
+            state.untaken.remove(&entry);
         }
+        state.copies[copy].taken = Some(epoch);
+        self.left.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// The copies that belong after checkpoint `id`: not emitted again, or
+    /// emitted again after it.
+    fn pending(&self, id: u64, topics: &[String; 5]) -> Vec<(String, i32, i64)> {
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
+        state
+            .copies
+            .iter()
+            .filter(|c| c.taken.is_none_or(|epoch| epoch > id))
+            .map(|c| (topics[c.output].clone(), c.partition, c.offset))
+            .collect()
     }
 }
 
@@ -106,15 +168,23 @@ impl KafkaSink {
         for topic in &topics {
             ensure_topic(address, options, topic, partitions)?;
         }
+        // Read before anything else: nothing this run writes can precede.
+        let mut ends = Vec::new();
+        for topic in &topics {
+            let end = crate::kafka::ends(address, options, topic)?;
+            ends.extend(end.into_iter().map(|(p, o)| (topic.clone(), p, o)));
+        }
         let written = match restore {
             None => Written::default(),
-            Some((id, SinkState::Kafka { starts })) => {
-                written_after(address, options, &topics, id, starts)?
+            Some((id, SinkState::Kafka { starts, pending })) => {
+                written_after(address, options, &topics, id, starts, pending)?
             }
             Some((_, other)) => bail!("the checkpoint holds {other:?} for a Kafka sink"),
         };
+        let producer = Producer::create(address, options)?;
+        producer.start_at(ends);
         Ok(KafkaSink {
-            producer: Producer::create(address, options)?,
+            producer,
             topics,
             commits,
             epoch: restore.map_or(1, |(id, _)| id + 1),
@@ -125,42 +195,55 @@ impl KafkaSink {
 
 /// What the sink wrote after checkpoint `id`: the records of later epochs
 /// from each output partition's recorded start (the whole partition where
-/// none was recorded) to its end now.
+/// none was recorded) to its end now, and the pending records of runs
+/// before.
 fn written_after(
     address: &KafkaAddress,
     options: &[(String, String)],
     topics: &[String; 5],
     id: u64,
     starts: &[(String, i32, i64)],
+    pending: &[OffsetRanges],
 ) -> anyhow::Result<Written> {
-    let mut records: HashMap<_, usize> = HashMap::new();
-    let mut left = 0;
+    let pending: HashSet<(String, i32, i64)> = super::offsets(pending.to_vec()).collect();
+    let mut records = Vec::new();
     for (output, topic) in topics.iter().enumerate() {
-        let from = starts
-            .iter()
-            .filter(|(t, _, _)| t == topic)
-            .map(|(_, p, o)| (*p, *o))
-            .collect();
+        let start = |partition: i32| {
+            starts
+                .iter()
+                .find(|(t, p, _)| t == topic && *p == partition)
+                .map(|(_, _, o)| *o)
+        };
+        let mut from: HashMap<i32, i64> = HashMap::new();
+        for (t, p, o) in starts.iter().chain(pending.iter()) {
+            if t == topic {
+                let f = from.entry(*p).or_insert(*o);
+                *f = (*f).min(*o);
+            }
+        }
         read_range(
             address,
             options,
             topic,
-            StartAt::Offsets(from),
+            StartAt::Offsets(from.into_iter().collect()),
             |_| true,
             |record| {
-                let epoch = record.headers().and_then(|headers| {
-                    headers
-                        .iter()
-                        .find(|h| h.key == EPOCH)
-                        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<u64>().ok())
-                });
-                if epoch.is_some_and(|e| e > id) {
+                let (partition, offset) = (record.partition(), record.offset());
+                let later = || {
+                    let epoch = record.headers().and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|h| h.key == EPOCH)
+                            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<u64>().ok())
+                    });
+                    start(partition).is_none_or(|s| offset >= s) && epoch.is_some_and(|e| e > id)
+                };
+                if pending.contains(&(topic.clone(), partition, offset)) || later() {
                     let key = record
                         .key()
                         .map(|k| String::from_utf8_lossy(k).into_owned());
                     let value = record.payload().unwrap_or_default().to_vec();
-                    *records.entry((output, key, value)).or_default() += 1;
-                    left += 1;
+                    records.push(((output, key, value), partition, offset));
                 }
                 Ok(())
             },
@@ -168,12 +251,10 @@ fn written_after(
         .with_context(|| format!("reading what {topic} holds after checkpoint {id}"))?;
     }
     tracing::info!(
-        "Kafka sink: {left} records written after checkpoint {id} will not be sent again"
+        "Kafka sink: {} records written after checkpoint {id} will not be sent again",
+        records.len()
     );
-    Ok(Written {
-        records: Mutex::new(records),
-        left: AtomicUsize::new(left),
-    })
+    Ok(Written::new(records))
 }
 
 impl Sink for KafkaSink {
@@ -209,7 +290,10 @@ impl SinkHandle for KafkaHandle {
         self.value.clear();
         serde_json::to_writer(&mut self.value, record)?;
         let output = record.output();
-        if self.written.take(output, record.symbol(), &self.value) {
+        if self
+            .written
+            .take(output, record.symbol(), &self.value, self.epoch)
+        {
             return Ok(());
         }
         let headers = self.commits.as_ref().map(|_| {
@@ -234,9 +318,10 @@ impl SinkHandle for KafkaHandle {
         self.producer.finish()?;
         // Every later record of this worker lands after these ends.
         let starts = self.producer.ends();
+        let pending = super::ranges(self.written.pending(id, &self.topics));
         self.epoch = id + 1;
         match &self.commits {
-            Some(commits) => commits.arrive(id, self.worker, SinkState::Kafka { starts }),
+            Some(commits) => commits.arrive(id, self.worker, SinkState::Kafka { starts, pending }),
             None => Err(anyhow!("a barrier without checkpoints")),
         }
     }
@@ -248,20 +333,36 @@ mod tests {
 
     #[test]
     fn a_record_written_before_the_restart_is_skipped_as_often_as_it_is_there() {
-        let mut records = HashMap::new();
-        records.insert((1, Some("A".to_string()), b"x".to_vec()), 2);
-        let written = Written {
-            records: Mutex::new(records),
-            left: AtomicUsize::new(2),
-        };
-        assert!(!written.take(0, Some("A"), b"x"), "another output");
-        assert!(!written.take(1, Some("B"), b"x"), "another key");
-        assert!(written.take(1, Some("A"), b"x"));
-        assert!(written.take(1, Some("A"), b"x"));
+        let a = |offset| ((1, Some("A".to_string()), b"x".to_vec()), 0, offset);
+        let written = Written::new(vec![a(10), a(11)]);
+        assert!(!written.take(0, Some("A"), b"x", 5), "another output");
+        assert!(!written.take(1, Some("B"), b"x", 5), "another key");
+        assert!(written.take(1, Some("A"), b"x", 5));
+        assert!(written.take(1, Some("A"), b"x", 5));
         assert!(
-            !written.take(1, Some("A"), b"x"),
+            !written.take(1, Some("A"), b"x", 5),
             "both copies accounted for"
         );
         assert_eq!(written.left.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn records_not_yet_emitted_again_at_a_barrier_stay_pending_for_its_checkpoint() {
+        let topics = OUTPUTS.map(str::to_string);
+        let record = |value: &str, offset| ((2, Some("A".to_string()), value.into()), 1, offset);
+        let written = Written::new(vec![record("x", 7), record("y", 8), record("z", 9)]);
+        // Emitted again in epoch 4 (before barrier 4) and 5 (after it).
+        assert!(written.take(2, Some("A"), b"x", 4));
+        assert!(written.take(2, Some("A"), b"y", 5));
+        let at = |id| -> Vec<i64> {
+            written
+                .pending(id, &topics)
+                .into_iter()
+                .map(|(_, _, o)| o)
+                .collect()
+        };
+        assert_eq!(at(3), [7, 8, 9]);
+        assert_eq!(at(4), [8, 9]);
+        assert_eq!(at(5), [9]);
     }
 }

@@ -7,7 +7,7 @@ pub mod dir;
 pub mod kafka;
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +38,10 @@ pub trait SinkHandle {
     fn barrier(&mut self, id: u64) -> anyhow::Result<()>;
 }
 
+/// Offsets of one topic partition, as ranges `[from, to)`:
+/// (topic, partition, ranges).
+pub type OffsetRanges = (String, i32, Vec<(i64, i64)>);
+
 /// What a sink had made durable at a checkpoint: what a restart puts it
 /// back to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,28 +53,45 @@ pub enum SinkState {
     /// Every row up to the checkpoint was delivered; rows emitted again
     /// after a restart are collapsed by the destination's keys.
     Delivered,
-    /// A Kafka sink: every record up to the checkpoint was acknowledged,
-    /// and every record after it lies at or after these (topic, partition,
-    /// offset) starts, where a restart looks for what it already wrote.
-    Kafka { starts: Vec<(String, i32, i64)> },
+    /// A Kafka sink: every record up to the checkpoint was acknowledged;
+    /// every record after it lies at or after these (topic, partition,
+    /// offset) starts, or at the `pending` offset ranges (records a run
+    /// killed earlier wrote ahead of this checkpoint), where a restart
+    /// looks for what it already wrote.
+    Kafka {
+        starts: Vec<(String, i32, i64)>,
+        #[serde(default)]
+        pending: Vec<OffsetRanges>,
+    },
 }
 
 impl SinkState {
     /// One sink's state from its parties' (in party order): lengths side
-    /// by side, the earliest start per partition.
+    /// by side; the earliest start per partition, and the records pending
+    /// for every party (each reports what it has not yet re-emitted before
+    /// its barrier, so the last to arrive reports the fewest).
     fn merge(parts: Vec<SinkState>) -> anyhow::Result<SinkState> {
         let mut lengths = Vec::new();
         let mut starts: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut pending: Option<BTreeSet<(String, i32, i64)>> = None;
         let mut delivered = false;
         for part in parts {
             match part {
                 SinkState::Dir { lengths: l } => lengths.extend(l),
                 SinkState::Delivered => delivered = true,
-                SinkState::Kafka { starts: s } => {
+                SinkState::Kafka {
+                    starts: s,
+                    pending: p,
+                } => {
                     for (topic, partition, offset) in s {
                         let start = starts.entry((topic, partition)).or_insert(offset);
                         *start = (*start).min(offset);
                     }
+                    let p: BTreeSet<_> = offsets(p).collect();
+                    pending = Some(match pending {
+                        None => p,
+                        Some(before) => before.intersection(&p).cloned().collect(),
+                    });
                 }
             }
         }
@@ -79,10 +100,44 @@ impl SinkState {
             (true, true) => SinkState::Delivered,
             (true, false) => SinkState::Kafka {
                 starts: starts.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
+                pending: ranges(pending.unwrap_or_default()),
             },
             (false, true) => bail!("one sink's parties reported different kinds of state"),
         })
     }
+}
+
+/// The offsets in per-partition ranges `[from, to)`.
+pub fn offsets(ranges: Vec<OffsetRanges>) -> impl Iterator<Item = (String, i32, i64)> {
+    ranges.into_iter().flat_map(|(topic, partition, ranges)| {
+        ranges
+            .into_iter()
+            .flat_map(|(from, to)| from..to)
+            .map(move |o| (topic.clone(), partition, o))
+    })
+}
+
+/// Offsets as per-partition ranges `[from, to)`, the inverse of [`offsets`].
+pub fn ranges(offsets: impl IntoIterator<Item = (String, i32, i64)>) -> Vec<OffsetRanges> {
+    let mut sorted: BTreeMap<(String, i32), Vec<i64>> = BTreeMap::new();
+    for (topic, partition, offset) in offsets {
+        sorted.entry((topic, partition)).or_default().push(offset);
+    }
+    sorted
+        .into_iter()
+        .map(|((topic, partition), mut list)| {
+            list.sort_unstable();
+            list.dedup();
+            let mut ranges: Vec<(i64, i64)> = Vec::new();
+            for offset in list {
+                match ranges.last_mut() {
+                    Some((_, to)) if *to == offset => *to += 1,
+                    _ => ranges.push((offset, offset + 1)),
+                }
+            }
+            (topic, partition, ranges)
+        })
+        .collect()
 }
 
 /// A sink's way to the checkpointer: collects the parties of a checkpoint
@@ -203,4 +258,44 @@ pub fn open(specs: &[String], settings: &SinkSettings) -> anyhow::Result<Vec<Arc
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_and_ranges_are_inverses() {
+        let t = |o| ("t".to_string(), 0, o);
+        let list = vec![t(5), t(3), t(4), t(9), ("u".to_string(), 2, 1)];
+        let ranges = ranges(list.clone());
+        assert_eq!(
+            ranges,
+            vec![
+                ("t".to_string(), 0, vec![(3, 6), (9, 10)]),
+                ("u".to_string(), 2, vec![(1, 2)])
+            ]
+        );
+        let mut back: Vec<_> = offsets(ranges).collect();
+        let mut list = list;
+        back.sort();
+        list.sort();
+        assert_eq!(back, list);
+    }
+
+    #[test]
+    fn a_kafka_sinks_state_keeps_the_earliest_starts_and_what_every_worker_still_has_pending() {
+        let worker = |start, pending: Vec<(i64, i64)>| SinkState::Kafka {
+            starts: vec![("t".to_string(), 0, start)],
+            pending: vec![("t".to_string(), 0, pending)],
+        };
+        let merged = SinkState::merge(vec![worker(40, vec![(3, 9)]), worker(30, vec![(5, 12)])]);
+        assert_eq!(
+            merged.unwrap(),
+            SinkState::Kafka {
+                starts: vec![("t".to_string(), 0, 30)],
+                pending: vec![("t".to_string(), 0, vec![(5, 9)])],
+            }
+        );
+    }
 }
