@@ -3,7 +3,7 @@
 //! one uninterrupted run wrote it; SIGTERM stops cleanly; a checkpoint of
 //! another configuration is refused.
 
-mod common;
+use orderflow_tests as common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -154,7 +154,7 @@ fn a_checkpoint_of_another_configuration_is_refused_with_what_differs() {
         "--checkpoint",
         checkpoint.to_str().unwrap(),
     ];
-    let out = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let out = Command::new(common::binary())
         .args(&stdin)
         .stdin(Stdio::null())
         .output()

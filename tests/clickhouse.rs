@@ -1,229 +1,22 @@
 //! The ClickHouse sink against a real server (`scripts/clickhouse.sh`).
 
-mod common;
+use orderflow_tests as common;
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::clickhouse::{
+    assert_same, canonical, clickhouse, clickhouse_on, count, database, execute, expected, select,
+    select_in, servers_area,
+};
 use common::{
     assert_same_outputs, checkpointed_args, orderflow, project, rows, run_with_kills, scratch,
-    server, sorted, unique,
+    unique,
 };
 use serde_json::Value;
-
-/// The address of a server on `port` started by `scripts/clickhouse.sh`
-/// (idempotent), its data under `area`.
-fn clickhouse_on(port: u16, area: &Path, action: &str) -> String {
-    let http = port.to_string();
-    let native = (port + 877).to_string();
-    let https = (port + 320).to_string();
-    server(
-        "clickhouse.sh",
-        action,
-        &[
-            ("ORDERFLOW_CLICKHOUSE_PORT", http.as_ref()),
-            ("ORDERFLOW_CLICKHOUSE_NATIVE_PORT", native.as_ref()),
-            ("ORDERFLOW_CLICKHOUSE_HTTPS_PORT", https.as_ref()),
-            ("ORDERFLOW_SERVERS", area.as_os_str()),
-        ],
-    )
-}
-
-/// Where the shared test servers keep their data (scripts' test area).
-fn servers_area() -> std::path::PathBuf {
-    std::env::var_os("ORDERFLOW_SERVERS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("orderflow-servers"))
-}
-
-/// The shared test server: HTTP on 8123, HTTPS on 8443.
-fn clickhouse() -> String {
-    static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ADDRESS
-        .get_or_init(|| clickhouse_on(8123, &servers_area(), "start"))
-        .clone()
-}
-
-/// A database name no earlier run used: the server keeps its data.
-fn database(name: &str) -> String {
-    unique(name).replace('-', "_")
-}
-
-/// The rows of `query` (run on `address`) as JSON values.
-fn select(address: &str, query: &str) -> Vec<Value> {
-    select_in(address, "default", query)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-/// The rows of `query` in `database`, as JSONEachRow text.
-fn select_in(address: &str, database: &str, query: &str) -> String {
-    let client = clickhouse::Client::default()
-        .with_url(format!("http://{address}"))
-        .with_database(database)
-        .with_validation(false);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let bytes = runtime
-        .block_on(async {
-            client
-                .query(query)
-                .fetch_bytes("JSONEachRow")?
-                .collect()
-                .await
-        })
-        .unwrap_or_else(|e| panic!("{query}: {e}"));
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-/// A value as text, decimals without trailing zeros, so that the dir sink's
-/// `"100.5"` and ClickHouse's `100.50000000` (or `"1"` and `1`) compare.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), canonical(v)))
-                .collect(),
-        ),
-        Value::Number(n) => canonical(&Value::String(n.to_string())),
-        Value::String(s) if s.contains('.') && s.parse::<f64>().is_ok() => {
-            Value::String(s.trim_end_matches('0').trim_end_matches('.').to_string())
-        }
-        other => other.clone(),
-    }
-}
-
-fn canonical_sorted(rows: &[Value]) -> Vec<String> {
-    sorted(&rows.iter().map(canonical).collect::<Vec<_>>())
-}
-
-/// Each output as the contract's fields, rows that were re-sent collapsed.
-fn tables(address: &str, db: &str) -> [(&'static str, Vec<Value>); 5] {
-    let trade = "trade_id, symbol, seq, toString(price) AS price, toString(qty) AS qty, \
-                 maker_order_id, taker_order_id, toString(taker_side) AS taker_side, ts";
-    [
-        (
-            "events",
-            select(
-                address,
-                &format!(
-                    "SELECT symbol, order_id, seq, toString(status) AS status, reason, ts, raw \
-                     FROM {db}.events FINAL"
-                ),
-            ),
-        ),
-        (
-            "trades",
-            select(address, &format!("SELECT {trade} FROM {db}.trades FINAL")),
-        ),
-        (
-            "bbo",
-            select(
-                address,
-                &format!(
-                    "SELECT symbol, seq, toString(bid) AS bid, toString(bid_qty) AS bid_qty, \
-                     toString(ask) AS ask, toString(ask_qty) AS ask_qty, ts FROM {db}.bbo FINAL"
-                ),
-            ),
-        ),
-        (
-            "candles",
-            select(
-                address,
-                &format!(
-                    "SELECT symbol, candle_interval AS interval, window_start, window_end, toString(open) AS open, \
-                     toString(high) AS high, toString(low) AS low, toString(close) AS close, \
-                     toString(volume) AS volume, toString(vwap) AS vwap, trades, version \
-                     FROM {db}.candles FINAL"
-                ),
-            ),
-        ),
-        (
-            "late",
-            select(
-                address,
-                &format!("SELECT {trade}, candle_interval AS interval FROM {db}.late FINAL"),
-            ),
-        ),
-    ]
-}
-
-/// What the dir sink wrote, as ClickHouse keeps it: an event without a
-/// symbol has symbol '' and seq 0; only the last version of a candle.
-fn expected(dir: &Path, output: &str) -> Vec<Value> {
-    let mut rows = rows(dir, output);
-    match output {
-        "events" => {
-            for e in &mut rows {
-                if e["symbol"].is_null() {
-                    e["symbol"] = Value::from("");
-                    e["seq"] = Value::from(0);
-                }
-                if e.get("raw").is_none() {
-                    e["raw"] = Value::Null;
-                }
-            }
-        }
-        "candles" => {
-            let mut last = std::collections::BTreeMap::new();
-            for c in rows {
-                let key = (
-                    c["symbol"].to_string(),
-                    c["interval"].to_string(),
-                    c["window_start"].as_i64(),
-                );
-                let newer = last
-                    .get(&key)
-                    .is_none_or(|old: &Value| old["version"].as_u64() < c["version"].as_u64());
-                if newer {
-                    last.insert(key, c);
-                }
-            }
-            rows = last.into_values().collect();
-        }
-        _ => {}
-    }
-    rows
-}
-
-fn assert_same(address: &str, db: &str, dir: &Path) {
-    for (output, got) in tables(address, db) {
-        let want = expected(dir, output);
-        assert!(
-            !want.is_empty() || output == "late",
-            "{output}: no rows to compare"
-        );
-        let (got, want) = (canonical_sorted(&got), canonical_sorted(&want));
-        if got != want {
-            let missing = want.iter().filter(|r| !got.contains(r)).take(3);
-            let extra = got.iter().filter(|r| !want.contains(r)).take(3);
-            panic!(
-                "{output}: {} rows in ClickHouse, {} in the dir sink; missing e.g. {:?}; extra e.g. {:?}",
-                got.len(),
-                want.len(),
-                missing.collect::<Vec<_>>(),
-                extra.collect::<Vec<_>>()
-            );
-        }
-    }
-}
-
-fn count(address: &str, query: &str) -> u64 {
-    let rows = select(address, query);
-    let value = rows[0].as_object().unwrap().values().next().unwrap();
-    match value {
-        Value::String(s) => s.parse().unwrap(),
-        other => other.as_u64().unwrap(),
-    }
-}
 
 #[test]
 fn a_run_writes_what_the_dir_sink_writes_and_a_rerun_adds_no_duplicates() {
@@ -301,7 +94,7 @@ fn missing_tables_with_no_create_and_a_refused_login_fail_clearly() {
             "nobody",
         ),
     ] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_orderflow"));
+        let mut command = Command::new(common::binary());
         command.args([
             "run", "--quiet", "--orders", "100", "--sink", &dir, "--sink", &sink,
         ]);
@@ -330,7 +123,7 @@ fn a_tls_sink_writes_what_plain_http_writes_and_refuses_an_untrusted_certificate
     let args = [
         "run", "--quiet", "--orders", "3000", "--sink", &dir, "--sink", &sink,
     ];
-    let run = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let run = Command::new(common::binary())
         .args(args)
         .env("SSL_CERT_FILE", &cert)
         .output()
@@ -347,7 +140,7 @@ fn a_tls_sink_writes_what_plain_http_writes_and_refuses_an_untrusted_certificate
         "clickhouse://127.0.0.1:8443/{}?secure=true",
         database("untrusted")
     );
-    let run = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let run = Command::new(common::binary())
         .args(["run", "--quiet", "--orders", "100", "--sink", &untrusted])
         .env_remove("SSL_CERT_FILE")
         .output()
@@ -395,7 +188,7 @@ fn a_server_gone_for_twenty_seconds_delays_the_run_and_loses_nothing() {
         .map(String::from)
         .collect();
     let out = work.join("out");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let mut run = Command::new(common::binary())
         .args(["run", "--quiet", "--source", "file:-", "--intervals", "1m"])
         .args(["--sink", &format!("dir:{}", out.display())])
         .args([
@@ -674,20 +467,6 @@ fn a_checkpointed_run_killed_ten_times_leaves_one_uninterrupted_runs_tables() {
     assert_same(&address, &db, &want);
 }
 
-/// Runs a statement that returns nothing, in `database`.
-fn execute(address: &str, statement: &str) {
-    let client = clickhouse::Client::default()
-        .with_url(format!("http://{address}"))
-        .with_validation(false);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime
-        .block_on(client.query(statement).execute())
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
-}
-
 #[test]
 fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
     let address = clickhouse();
@@ -768,4 +547,57 @@ fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
     assert_same(&address, &db, &want);
     replay("replay: from checkpoint ");
     assert_same(&address, &db, &want);
+}
+
+#[test]
+fn a_server_gone_thirty_seconds_and_a_kill_meanwhile_lose_and_double_nothing() {
+    // A server of its own, so that stopping it disturbs no other test.
+    let area = scratch("clickhouse-outage-checkpointed-server");
+    let address = clickhouse_on(8126, &area, "start");
+    let db = database("outage_ck");
+    let dir = scratch("clickhouse-outage-checkpointed");
+    #[rustfmt::skip]
+    let gen = ["--orders", "300000", "--symbols", "50", "--seed", "21", "--intervals", "1s,1m"];
+    let want = dir.join("uninterrupted");
+    common::run("gen", &want, &gen);
+    let got = dir.join("restarted");
+    let mut args = checkpointed_args("gen", &got, &dir.join("checkpoint"), "200ms", &gen);
+    args.extend([
+        "--sink".into(),
+        format!("clickhouse://{address}/{db}?batch_rows=1000&flush_ms=100&queue=1&retry_for=120"),
+    ]);
+    let mut child = common::spawn(&args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(
+        &address,
+        &format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'events'"),
+    ) == 0
+        || count(&address, &format!("SELECT count() FROM {db}.events")) == 0
+    {
+        assert!(Instant::now() < deadline, "no rows reached ClickHouse");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    clickhouse_on(8126, &area, "stop");
+    std::thread::sleep(Duration::from_secs(30));
+    if let Some(status) = child.try_wait().unwrap() {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the run did not wait for the server ({status}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Killed while the server is away: the restart goes on from the last
+    // checkpoint the sink could commit.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    clickhouse_on(8126, &area, "start");
+    let out = common::spawn(&args).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_outputs(&want, &got);
+    assert_same(&address, &db, &want);
+    clickhouse_on(8126, &area, "stop");
 }

@@ -1,7 +1,7 @@
 //! Same input, same output: for any worker count, any batch size, and
 //! whether the orders come from the generator or from a file of them.
 
-mod common;
+use orderflow_tests as common;
 
 use std::io::Write;
 
@@ -174,7 +174,7 @@ fn two_processes_give_what_one_gives() {
     let processes: Vec<_> = ["0", "1"]
         .iter()
         .map(|process| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_orderflow"))
+            std::process::Command::new(common::binary())
                 .args([
                     "run",
                     "--quiet",

@@ -1,10 +1,12 @@
 //! The Kafka source and sink against a real broker (`scripts/kafka.sh`).
 
-mod common;
+use orderflow_tests as common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::assert_topics_hold;
+use common::clickhouse::{assert_same, clickhouse, database};
 use common::{
     assert_same_outputs, checkpointed_args, consume_all, kafka, orderflow, rows, run,
     run_with_kills, scratch, sorted, unique, OUTPUTS,
@@ -202,7 +204,7 @@ fn a_partition_without_records_does_not_stall_candles() {
     ]);
     let out = scratch("kafka-empty-partition");
     let sink = format!("dir:{}", out.display());
-    let child = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let child = Command::new(common::binary())
         .args(["run", "--quiet", "--source", &source, "--sink", &sink])
         .args([
             "--intervals",
@@ -259,7 +261,7 @@ fn two_processes_consume_disjoint_partitions_and_give_what_one_gives() {
     let processes: Vec<_> = ["0", "1"]
         .iter()
         .map(|process| {
-            Command::new(env!("CARGO_BIN_EXE_orderflow"))
+            Command::new(common::binary())
                 .args(["run", "--quiet", "--source", &source, "--sink", &sink])
                 .args(["--stop", "latest", "--processes", "2", "--process", process])
                 .args(["--hostfile", hostfile.to_str().unwrap()])
@@ -369,7 +371,7 @@ fn sql_over_output_topics_answers_like_sql_over_the_dir() {
     ]);
     assert_eq!(after_now, "n\n0\n");
     // A bad query is an error with its position, not a panic.
-    let bad = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let bad = Command::new(common::binary())
         .args(["sql", "--kafka", &address, "SELEC 1"])
         .output()
         .unwrap();
@@ -377,7 +379,7 @@ fn sql_over_output_topics_answers_like_sql_over_the_dir() {
 }
 
 #[test]
-fn a_kafka_run_killed_ten_times_ends_as_an_uninterrupted_run() {
+fn a_kafka_run_into_three_sinks_killed_ten_times_ends_as_an_uninterrupted_run() {
     let topic = unique("kill");
     let source = format!("kafka://{}/{topic}", kafka());
     #[rustfmt::skip]
@@ -393,10 +395,67 @@ fn a_kafka_run_killed_ten_times_ends_as_an_uninterrupted_run() {
     let want = dir.join("uninterrupted");
     run(&source, &want, &bounded);
     let got = dir.join("restarted");
-    let args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "300ms", &bounded);
+    let mut args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "300ms", &bounded);
+    let (address, db) = (clickhouse(), database("kafka_kill"));
+    let prefix = format!("{}.", unique("kill-out"));
+    args.extend([
+        "--sink".into(),
+        format!("clickhouse://{address}/{db}?batch_rows=1000&flush_ms=100"),
+        "--sink".into(),
+        format!("kafka://{}?prefix={prefix}&partitions=3", kafka()),
+    ]);
     let summary = run_with_kills(&args, 10, &want, &got);
     assert!(summary.contains("resumed from checkpoint"), "{summary}");
     assert_same_outputs(&want, &got);
+    assert_same(&address, &db, &want);
+    assert_topics_hold(&kafka(), &prefix, &want);
+}
+
+#[test]
+fn a_broker_restarted_under_a_checkpointed_run_loses_and_doubles_nothing() {
+    // A broker of its own, so that stopping it disturbs no other test.
+    let area = scratch("kafka-restart-server");
+    let broker = common::kafka_on(9192, &area, "start");
+    let source = format!("kafka://{broker}/{}", unique("restart"));
+    let mut args = vec!["gen", "--to", &source, "--partitions", "4"];
+    args.extend(["--orders", "60000", "--symbols", "20", "--seed", "17"]);
+    orderflow(&args);
+    let dir = scratch("kafka-restart");
+    #[rustfmt::skip]
+    let bounded = ["--stop", "latest", "--no-commit", "--intervals", "1s,1m", "--idle-timeout", "1h"];
+    let want = dir.join("uninterrupted");
+    run(&source, &want, &bounded);
+    let got = dir.join("restarted");
+    let mut args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "300ms", &bounded);
+    let prefix = format!("{}.", unique("restart-out"));
+    args.extend([
+        "--sink".into(),
+        format!("kafka://{broker}?prefix={prefix}&partitions=3"),
+    ]);
+    let mut child = common::spawn(&args);
+    let events = got.join("events.jsonl");
+    let started = Instant::now();
+    while std::fs::metadata(&events).map_or(0, |m| m.len()) < 100_000 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(started.elapsed() < Duration::from_secs(60), "no events");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    common::kafka_on(9192, &area, "stop");
+    std::thread::sleep(Duration::from_secs(10));
+    common::kafka_on(9192, &area, "start");
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        // The broker may fail a produce request it was handling as it
+        // went down (tansu answers "unknown error"): the run stops on it
+        // without committing, and its supervisor starts it again.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error: Kafka: delivering"), "{stderr}");
+        let summary = orderflow(&args);
+        assert!(summary.contains("resumed from checkpoint"), "{summary}");
+    }
+    assert_same_outputs(&want, &got);
+    assert_topics_hold(&broker, &prefix, &want);
+    common::kafka_on(9192, &area, "stop");
 }
 
 #[test]
@@ -476,7 +535,7 @@ fn a_replay_backfills_a_new_interval_alone() {
         assert!(rows(&backfill, output).is_empty(), "{output} written");
     }
     // A range from a checkpoint cannot take other intervals: it says so.
-    let refused = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let refused = Command::new(common::binary())
         .args(["replay", "--quiet", "--source", &source, "--checkpoint"])
         .arg(&checkpoint)
         .args([

@@ -1,7 +1,7 @@
 //! Unbounded runs: an idle input still closes its windows, and Ctrl-C ends a
 //! run cleanly with everything flushed.
 
-mod common;
+use orderflow_tests as common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -21,7 +21,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 fn an_idle_stdin_closes_its_windows_after_the_idle_timeout() {
     let out = scratch("idle");
     let sink = format!("dir:{}", out.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let mut child = Command::new(common::binary())
         .args(["run", "--quiet", "--source", "file:-", "--sink", &sink])
         .args([
             "--intervals",
@@ -66,7 +66,7 @@ fn an_idle_stdin_closes_its_windows_after_the_idle_timeout() {
 fn ctrl_c_stops_an_endless_run_with_everything_flushed() {
     let out = scratch("interrupt");
     let sink = format!("dir:{}", out.display());
-    let child = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let child = Command::new(common::binary())
         .args([
             "run",
             "--quiet",

@@ -1,7 +1,7 @@
 //! Scenario tests as data: every folder of `tests/scenarios` is run through
 //! the binary with 1 and 3 workers and must give exactly its expected rows.
 
-mod common;
+use orderflow_tests as common;
 
 use std::path::Path;
 

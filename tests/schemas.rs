@@ -1,7 +1,7 @@
 //! Every output row has exactly the fields `schemas/*.schema.json` names:
 //! the required ones, no others, and null only where the schema allows it.
 
-mod common;
+use orderflow_tests as common;
 
 use common::{rows, run, scratch};
 use serde_json::Value;

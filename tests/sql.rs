@@ -2,7 +2,7 @@
 //! against its checked-in result, OHLC from trades against the pipeline's
 //! own candles, and errors that say what is wrong.
 
-mod common;
+use orderflow_tests as common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -177,7 +177,7 @@ fn a_bad_query_is_a_clear_error() {
         ("SELECT nope FROM trades", "nope"),
         ("SELECT * FROM orders", "orders"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        let out = Command::new(common::binary())
             .args(["sql", query, "--data", &data])
             .output()
             .unwrap();
@@ -190,7 +190,7 @@ fn a_bad_query_is_a_clear_error() {
         assert!(!stderr.contains("panicked"));
         assert_eq!(stderr.matches(says).count(), 1, "said once: {stderr}");
     }
-    let missing = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let missing = Command::new(common::binary())
         .args(["sql", "SELECT 1", "--data", "/nonexistent"])
         .output()
         .unwrap();

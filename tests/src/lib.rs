@@ -1,6 +1,6 @@
 //! Running the real `orderflow` binary and reading what it wrote.
 
-#![allow(dead_code)]
+pub mod clickhouse;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -22,7 +22,7 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Runs `orderflow` with `args`, asserting it exits 0; returns its stdout.
 pub fn orderflow<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    let out = Command::new(binary())
         .args(args)
         .output()
         .expect("orderflow runs");
@@ -73,6 +73,33 @@ pub fn comparable_events(rows: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
+/// The `orderflow` binary of this checkout, built once per test process
+/// (an up-to-date build returns at once). A test crate of its own has no
+/// `CARGO_BIN_EXE_` for another package's binary, so it asks cargo, as
+/// DataFusion's test runners do, for the executable it built.
+pub fn binary() -> &'static Path {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(project(""))
+            .args(["build", "--package", "orderflow", "--bin", "orderflow"])
+            .args(["--message-format", "json-render-diagnostics"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let out = build.stderr(Stdio::inherit()).output().expect("cargo runs");
+        assert!(out.status.success(), "building orderflow failed");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the orderflow executable")
+    })
+}
+
 /// A path in this checkout. Taken from the environment `cargo test` gives
 /// the process, not from `env!`: a shared target directory reuses test
 /// binaries built in other clones, whose compile-time path may be gone.
@@ -106,6 +133,20 @@ pub fn kafka() -> String {
         .clone()
 }
 
+/// The address of a broker on `port` started by `scripts/kafka.sh`
+/// (idempotent), its data under `area`: one a test may stop and start.
+pub fn kafka_on(port: u16, area: &Path, action: &str) -> String {
+    let port = port.to_string();
+    server(
+        "kafka.sh",
+        action,
+        &[
+            ("ORDERFLOW_KAFKA_PORT", port.as_ref()),
+            ("ORDERFLOW_SERVERS", area.as_os_str()),
+        ],
+    )
+}
+
 /// A topic name no earlier run used: the broker keeps its data.
 pub fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -116,7 +157,9 @@ pub fn unique(name: &str) -> String {
 }
 
 /// Every record of `topic` as (partition, key, value), read to the end
-/// offsets of the moment with a plain consumer.
+/// offsets of the moment with a plain consumer. A partition is done when
+/// its position reaches the end, not when a count of records has come: a
+/// broker's offsets may have gaps.
 pub fn consume_all(broker: &str, topic: &str) -> Vec<(i32, Option<String>, String)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
@@ -128,35 +171,78 @@ pub fn consume_all(broker: &str, topic: &str) -> Vec<(i32, Option<String>, Strin
         .unwrap();
     let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
     let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0;
+    let mut ends = HashMap::new();
     for p in metadata.topics()[0].partitions() {
         let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
-        assignment
-            .add_partition_offset(topic, p.id(), Offset::Offset(low))
-            .unwrap();
-        remaining += high - low;
+        if high > low {
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Offset(low))
+                .unwrap();
+            ends.insert(p.id(), high);
+        }
     }
     consumer.assign(&assignment).unwrap();
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + timeout;
-    while remaining > 0 {
+    while !ends.is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
-            "{topic}: timed out reading"
+            "{topic}: timed out reading, partitions left to their end: {ends:?}"
         );
         if let Some(message) = consumer.poll(std::time::Duration::from_millis(100)) {
             let message = message.unwrap();
-            records.push((
-                message.partition(),
-                message
-                    .key()
-                    .map(|k| String::from_utf8(k.to_vec()).unwrap()),
-                String::from_utf8(message.payload().unwrap().to_vec()).unwrap(),
-            ));
-            remaining -= 1;
+            let Some(&end) = ends.get(&message.partition()) else {
+                continue;
+            };
+            if message.offset() < end {
+                records.push((
+                    message.partition(),
+                    message
+                        .key()
+                        .map(|k| String::from_utf8(k.to_vec()).unwrap()),
+                    String::from_utf8(message.payload().unwrap().to_vec()).unwrap(),
+                ));
+            }
+            if message.offset() + 1 >= end {
+                ends.remove(&message.partition());
+            }
         }
     }
     records
+}
+
+/// Every output topic `PREFIX` + output on `broker` holds what the dir
+/// sink wrote in `want`, record for record: none missing, none twice.
+pub fn assert_topics_hold(broker: &str, prefix: &str, want: &Path) {
+    for output in OUTPUTS {
+        let topic: Vec<Value> = consume_all(broker, &format!("{prefix}{output}"))
+            .into_iter()
+            .map(|(_, _, v)| serde_json::from_str(&v).unwrap())
+            .collect();
+        let (topic, file) = (
+            sorted(&comparable_events(topic)),
+            sorted(&comparable_events(rows(want, output))),
+        );
+        if topic != file {
+            let (in_topic, in_file): (HashSet<_>, HashSet<_>) =
+                (topic.iter().collect(), file.iter().collect());
+            let missing: Vec<_> = file
+                .iter()
+                .filter(|r| !in_topic.contains(r))
+                .take(3)
+                .collect();
+            let extra: Vec<_> = topic
+                .iter()
+                .filter(|r| !in_file.contains(r))
+                .take(3)
+                .collect();
+            panic!(
+                "{output}: {} records on the topic, {} uninterrupted; missing {missing:?}; extra or twice {extra:?}",
+                topic.len(),
+                file.len()
+            );
+        }
+    }
 }
 
 /// A small random generator, seeded from the clock and printed, so that a
@@ -182,7 +268,7 @@ impl Dice {
 }
 
 pub fn spawn(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orderflow"))
+    Command::new(binary())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
