@@ -17,10 +17,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -29,6 +26,7 @@ use operators::dataflow::Record;
 use operators::output::{Bbo, Candle, Event, Late, Status, Trade};
 use serde::Serialize;
 
+use super::queue::{Items, Queue, Writers};
 use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
 
 /// The tables' DDL, in creation order; each is `CREATE TABLE IF NOT EXISTS`.
@@ -317,47 +315,26 @@ pub fn prepare(address: &ClickHouseAddress, create: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// What the workers' writers share with the sink.
-#[derive(Default)]
-struct Shared {
-    /// The first error that stopped a writer.
-    failure: Mutex<Option<String>>,
-    writers: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Shared {
-    fn check(&self) -> anyhow::Result<()> {
-        match self.failure.lock() {
-            Ok(failure) => match failure.as_ref() {
-                Some(text) => bail!("{text}"),
-                None => Ok(()),
-            },
-            Err(_) => bail!("ClickHouse sink poisoned"),
-        }
-    }
-}
-
 pub struct ClickHouseSink {
     address: ClickHouseAddress,
     process: usize,
-    shared: Arc<Shared>,
+    writers: Arc<Writers>,
     commits: Option<Arc<Commits>>,
 }
 
 impl ClickHouseSink {
     /// Prepares the database (see [`prepare`]); writers start per worker.
     pub fn create(
-        spec: &str,
+        address: &ClickHouseAddress,
         process: usize,
         create: bool,
         commits: Option<Arc<Commits>>,
     ) -> anyhow::Result<ClickHouseSink> {
-        let address = ClickHouseAddress::parse(spec)?;
-        prepare(&address, create)?;
+        prepare(address, create)?;
         Ok(ClickHouseSink {
-            address,
+            address: address.clone(),
             process,
-            shared: Arc::default(),
+            writers: Writers::new("ClickHouse"),
             commits,
         })
     }
@@ -365,31 +342,22 @@ impl ClickHouseSink {
 
 impl Sink for ClickHouseSink {
     fn handle(&self, worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
-        let (queue, batches) = sync_channel(self.address.queue);
-        let depth = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             client: self.address.client(Some(&self.address.database)),
             retry_for: self.address.retry_for,
-            depth: Arc::clone(&depth),
-            shared: Arc::clone(&self.shared),
             worker: worker.index,
             commits: self.commits.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("clickhouse-{}", worker.index))
-            .spawn(move || writer.run(batches))
-            .context("starting a ClickHouse writer")?;
-        self.shared
-            .writers
-            .lock()
-            .map_err(|_| anyhow!("ClickHouse sink poisoned"))?
-            .push(thread);
+        let queue = self.writers.start(
+            format!("clickhouse-{}", worker.index),
+            self.address.queue,
+            move |batches| writer.run(batches),
+        )?;
         Ok(Box::new(ClickHouseHandle {
             batch: Batch::default(),
             since: Instant::now(),
             queue: Some(queue),
-            depth,
-            shared: Arc::clone(&self.shared),
+            writers: Arc::clone(&self.writers),
             batch_rows: self.address.batch_rows,
             flush: self.address.flush,
             metrics: Metrics {
@@ -403,19 +371,7 @@ impl Sink for ClickHouseSink {
     }
 
     fn close(&self) -> anyhow::Result<()> {
-        let writers = std::mem::take(
-            &mut *self
-                .shared
-                .writers
-                .lock()
-                .map_err(|_| anyhow!("ClickHouse sink poisoned"))?,
-        );
-        for writer in writers {
-            writer
-                .join()
-                .map_err(|_| anyhow!("a ClickHouse writer panicked"))?;
-        }
-        self.shared.check()
+        self.writers.join()
     }
 }
 
@@ -518,10 +474,8 @@ struct ClickHouseHandle {
     /// When the batch got its first row.
     since: Instant,
     /// `None` once closed.
-    queue: Option<SyncSender<Batch>>,
-    /// Batches queued or being written.
-    depth: Arc<AtomicUsize>,
-    shared: Arc<Shared>,
+    queue: Option<Queue<Batch>>,
+    writers: Arc<Writers>,
     batch_rows: usize,
     flush: Duration,
     metrics: Metrics,
@@ -530,17 +484,16 @@ struct ClickHouseHandle {
 impl ClickHouseHandle {
     /// Hands the batch to the writer, waiting while its queue is full.
     fn send(&mut self) -> anyhow::Result<()> {
-        self.shared.check()?;
+        self.writers.check()?;
         let Some(queue) = &self.queue else {
             bail!("ClickHouse sink closed")
         };
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        if queue.send(std::mem::take(&mut self.batch)).is_err() {
-            // The writer stopped; it left its reason.
-            self.shared.check()?;
-            bail!("ClickHouse writer stopped");
-        }
-        Ok(())
+        queue.send(std::mem::take(&mut self.batch))
+    }
+
+    /// Batches waiting for the writer.
+    fn depth(&self) -> usize {
+        self.queue.as_ref().map_or(0, Queue::depth)
     }
 }
 
@@ -561,7 +514,7 @@ impl SinkHandle for ClickHouseHandle {
     /// within the flush period without one small insert per step.
     fn flush(&mut self) -> anyhow::Result<()> {
         if self.metrics.since.elapsed() >= METRICS_EVERY {
-            let row = self.metrics.row(self.depth.load(Ordering::Relaxed));
+            let row = self.metrics.row(self.depth());
             if self.batch.len() == 0 {
                 self.since = Instant::now();
             }
@@ -570,7 +523,7 @@ impl SinkHandle for ClickHouseHandle {
         if self.batch.len() > 0 && self.since.elapsed() >= self.flush {
             self.send()?;
         }
-        self.shared.check()
+        self.writers.check()
     }
 
     /// The batch goes now, marked: its writer reports the checkpoint once
@@ -585,7 +538,7 @@ impl Drop for ClickHouseHandle {
     /// The last rows and the last metrics go to the writer, which then
     /// ends; `close` reports its failures.
     fn drop(&mut self) {
-        let row = self.metrics.row(self.depth.load(Ordering::Relaxed));
+        let row = self.metrics.row(self.depth());
         self.batch.metrics.push(row);
         let _ = self.send();
         self.queue = None;
@@ -596,38 +549,25 @@ impl Drop for ClickHouseHandle {
 struct Writer {
     client: Client,
     retry_for: Duration,
-    depth: Arc<AtomicUsize>,
-    shared: Arc<Shared>,
     worker: usize,
     commits: Option<Arc<Commits>>,
 }
 
 impl Writer {
-    fn run(self, batches: Receiver<Batch>) {
-        let outcome = runtime().and_then(|runtime| {
-            // By reference: the queue stays open until the failure is
-            // recorded, so the worker that finds it closed reads the cause.
-            for batch in batches.iter() {
-                retry(
-                    "inserting a batch",
-                    self.retry_for,
-                    transient_while_inserting,
-                    || runtime.block_on(insert(&self.client, &batch)),
-                )?;
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                if let (Some(id), Some(commits)) = (batch.barrier, &self.commits) {
-                    commits.arrive(id, self.worker, SinkState::Delivered)?;
-                }
+    fn run(self, batches: &Items<Batch>) -> anyhow::Result<()> {
+        let runtime = runtime()?;
+        while let Some(batch) = batches.recv() {
+            retry(
+                "inserting a batch",
+                self.retry_for,
+                transient_while_inserting,
+                || runtime.block_on(insert(&self.client, &batch)),
+            )?;
+            if let (Some(id), Some(commits)) = (batch.barrier, &self.commits) {
+                commits.arrive(id, self.worker, SinkState::Delivered)?;
             }
-            Ok(())
-        });
-        if let Err(e) = outcome {
-            if let Ok(mut failure) = self.shared.failure.lock() {
-                failure.get_or_insert(format!("{e:#}"));
-            }
-            // Returning drops the queue's receiver: the worker's next send
-            // fails and reports this failure.
         }
+        Ok(())
     }
 }
 

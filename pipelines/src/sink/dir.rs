@@ -19,9 +19,8 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::TryRecvError;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -30,6 +29,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use super::queue::{Items, Queue, Writers};
 use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
 
 /// Bytes a worker buffers per output before handing them over.
@@ -105,8 +105,8 @@ pub fn schema(output: &str) -> Schema {
 }
 
 pub struct DirSink {
-    senders: Mutex<Option<Vec<SyncSender<Chunk>>>>,
-    writers: Mutex<Vec<JoinHandle<anyhow::Result<()>>>>,
+    queues: Mutex<Option<Vec<Queue<Chunk>>>>,
+    writers: Arc<Writers>,
     workers: usize,
 }
 
@@ -139,8 +139,8 @@ impl DirSink {
             }
             Some((_, other)) => bail!("the checkpoint holds {other:?} for dir:{}", dir.display()),
         };
-        let mut senders = Vec::new();
-        let mut writers = Vec::new();
+        let writers = Writers::new("dir");
+        let mut queues = Vec::new();
         for (index, output) in OUTPUTS.into_iter().enumerate() {
             let stem = match process {
                 0 => output.to_string(),
@@ -166,17 +166,13 @@ impl DirSink {
                 at_barrier: vec![None; workers],
                 held: (0..workers).map(|_| VecDeque::new()).collect(),
             };
-            let (tx, rx) = sync_channel(16);
-            senders.push(tx);
-            writers.push(
-                std::thread::Builder::new()
-                    .name(format!("dir-{output}"))
-                    .spawn(move || writer.run(rx))?,
-            );
+            queues.push(writers.start(format!("dir-{output}"), 16, move |chunks| {
+                writer.run(chunks)
+            })?);
         }
         Ok(DirSink {
-            senders: Mutex::new(Some(senders)),
-            writers: Mutex::new(writers),
+            queues: Mutex::new(Some(queues)),
+            writers,
             workers,
         })
     }
@@ -274,8 +270,8 @@ struct OutputWriter {
 }
 
 impl OutputWriter {
-    fn run(mut self, chunks: Receiver<Chunk>) -> anyhow::Result<()> {
-        let mut next = chunks.recv().ok();
+    fn run(mut self, chunks: &Items<Chunk>) -> anyhow::Result<()> {
+        let mut next = chunks.recv();
         while let Some(chunk) = next {
             self.take(chunk)?;
             // Rows reach the file as soon as the workers go quiet, so a live
@@ -284,7 +280,7 @@ impl OutputWriter {
                 Ok(chunk) => Some(chunk),
                 Err(TryRecvError::Empty) => {
                     self.out.flush().with_context(|| self.context())?;
-                    chunks.recv().ok()
+                    chunks.recv()
                 }
                 Err(TryRecvError::Disconnected) => None,
             };
@@ -444,14 +440,14 @@ impl ParquetCopy {
 
 impl Sink for DirSink {
     fn handle(&self, worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>> {
-        let senders = self
-            .senders
+        let queues = self
+            .queues
             .lock()
             .map_err(|_| anyhow!("dir sink poisoned"))?
             .clone()
             .ok_or_else(|| anyhow!("dir sink already closed"))?;
         Ok(Box::new(DirHandle {
-            senders,
+            queues,
             buffers: Default::default(),
             worker: worker.index % self.workers,
         }))
@@ -459,28 +455,17 @@ impl Sink for DirSink {
 
     fn close(&self) -> anyhow::Result<()> {
         drop(
-            self.senders
+            self.queues
                 .lock()
                 .map_err(|_| anyhow!("dir sink poisoned"))?
                 .take(),
         );
-        let writers = std::mem::take(
-            &mut *self
-                .writers
-                .lock()
-                .map_err(|_| anyhow!("dir sink poisoned"))?,
-        );
-        for writer in writers {
-            writer
-                .join()
-                .map_err(|_| anyhow!("a dir writer panicked"))??;
-        }
-        Ok(())
+        self.writers.join()
     }
 }
 
 struct DirHandle {
-    senders: Vec<SyncSender<Chunk>>,
+    queues: Vec<Queue<Chunk>>,
     buffers: [Vec<u8>; 5],
     /// The worker's index within its process.
     worker: usize,
@@ -496,9 +481,7 @@ impl DirHandle {
     }
 
     fn give(&mut self, output: usize, chunk: Chunk) -> anyhow::Result<()> {
-        self.senders[output]
-            .send(chunk)
-            .map_err(|_| anyhow!("the {} writer stopped", OUTPUTS[output]))
+        self.queues[output].send(chunk)
     }
 }
 
