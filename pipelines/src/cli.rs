@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use operators::gen::GenSpec;
 use operators::window::Interval;
 
+use crate::sink::SinkSpec;
 use crate::source::kafka::{KafkaRead, StartAt, StopAt};
 
 #[derive(Parser, Debug)]
@@ -38,8 +39,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "gen")]
     pub source: String,
     /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late}, keyed by symbol; `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]` inserts them into tables of those names plus pipeline_metrics (credentials also from CLICKHOUSE_USER and CLICKHOUSE_PASSWORD).
-    #[arg(long = "sink", default_value = "dir:./data")]
-    pub sinks: Vec<String>,
+    #[arg(long = "sink", default_value = "dir:./data", value_parser = SinkParser)]
+    pub sinks: Vec<SinkSpec>,
     /// The outputs the sinks write, comma-separated: any of events, trades, bbo, candles, late (e.g. `--intervals 15m --outputs candles` to backfill one interval).
     #[arg(long, value_delimiter = ',', value_parser = parse_output, default_value = "events,trades,bbo,candles,late")]
     pub outputs: Vec<usize>,
@@ -263,5 +264,27 @@ fn parse_window(text: &str) -> Result<Interval, String> {
     match parse_interval(text)? {
         Interval(0) => Err(format!("`{text}`: a candle interval must be longer than 0")),
         interval => Ok(interval),
+    }
+}
+
+/// Parses `--sink` into a [`SinkSpec`]. Not a plain function: clap would
+/// quote the value in its error, and a ClickHouse URL may hold a password.
+#[derive(Clone)]
+struct SinkParser;
+
+impl clap::builder::TypedValueParser for SinkParser {
+    type Value = SinkSpec;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SinkSpec, clap::Error> {
+        let invalid = |text: String| clap::Error::raw(clap::error::ErrorKind::InvalidValue, text);
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("--sink: not UTF-8\n".into()))?;
+        SinkSpec::parse(text).map_err(|e| invalid(format!("--sink: {e:#}\n")))
     }
 }

@@ -129,23 +129,19 @@ impl Written {
 /// Partitions of an output topic the sink has to create.
 const DEFAULT_PARTITIONS: u32 = 8;
 
-pub struct KafkaSink {
-    producer: Producer,
-    topics: [String; 5],
-    commits: Option<Arc<Commits>>,
-    /// The checkpoint records now belong to (after the one resumed from).
-    epoch: u64,
-    written: Arc<Written>,
+/// A Kafka sink's address and topics, from `kafka://HOST:PORT[?prefix=P&partitions=N]`.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    address: KafkaAddress,
+    /// Each output's topic: the prefix and the output's name.
+    names: [String; 5],
+    /// Partitions of each topic the sink creates.
+    partitions: u32,
 }
 
-impl KafkaSink {
-    /// Creates missing output topics, then the producer.
-    pub fn create(
-        address: &KafkaAddress,
-        options: &[(String, String)],
-        commits: Option<Arc<Commits>>,
-        restore: Option<(u64, &SinkState)>,
-    ) -> anyhow::Result<KafkaSink> {
+impl Topics {
+    pub fn parse(text: &str) -> anyhow::Result<Topics> {
+        let address = KafkaAddress::parse(text)?;
         if address.topic.is_some() {
             bail!("a Kafka sink writes five topics: give kafka://HOST:PORT[?prefix=P], without a topic");
         }
@@ -164,9 +160,35 @@ impl KafkaSink {
                 other => bail!("Kafka sink: unknown setting `{other}` (prefix, partitions)"),
             }
         }
-        let topics = OUTPUTS.map(|output| format!("{prefix}{output}"));
+        let names = OUTPUTS.map(|output| format!("{prefix}{output}"));
+        Ok(Topics {
+            address,
+            names,
+            partitions,
+        })
+    }
+}
+
+pub struct KafkaSink {
+    producer: Producer,
+    topics: [String; 5],
+    commits: Option<Arc<Commits>>,
+    /// The checkpoint records now belong to (after the one resumed from).
+    epoch: u64,
+    written: Arc<Written>,
+}
+
+impl KafkaSink {
+    /// Creates missing output topics, then the producer.
+    pub fn create(
+        spec: &Topics,
+        options: &[(String, String)],
+        commits: Option<Arc<Commits>>,
+        restore: Option<(u64, &SinkState)>,
+    ) -> anyhow::Result<KafkaSink> {
+        let (address, topics) = (&spec.address, spec.names.clone());
         for topic in &topics {
-            ensure_topic(address, options, topic, partitions)?;
+            ensure_topic(address, options, topic, spec.partitions)?;
         }
         // Read before anything else: nothing this run writes can precede.
         let mut ends = Vec::new();

@@ -5,6 +5,7 @@
 pub mod clickhouse;
 pub mod dir;
 pub mod kafka;
+mod queue;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -208,8 +209,43 @@ pub struct SinkSettings<'a> {
     pub create_tables: bool,
 }
 
-/// Opens the sinks named by `--sink` flags.
-pub fn open(specs: &[String], settings: &SinkSettings) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
+/// A parsed `--sink`: checked when the flags are read, before anything
+/// starts, and opened by [`open`].
+#[derive(Clone, Debug)]
+pub struct SinkSpec {
+    /// As given: what checkpoints compare.
+    pub text: String,
+    pub kind: SinkKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum SinkKind {
+    Dir(std::path::PathBuf),
+    Kafka(kafka::Topics),
+    ClickHouse(clickhouse::ClickHouseAddress),
+}
+
+impl SinkSpec {
+    pub fn parse(text: &str) -> anyhow::Result<SinkSpec> {
+        let kind = match text.split_once(':') {
+            Some(("dir", path)) if !path.is_empty() => SinkKind::Dir(path.into()),
+            Some(("kafka", _)) => SinkKind::Kafka(kafka::Topics::parse(text)?),
+            Some(("clickhouse", _)) => {
+                SinkKind::ClickHouse(clickhouse::ClickHouseAddress::parse(text)?)
+            }
+            _ => bail!(
+                "expected `dir:PATH`, `kafka://HOST:PORT` or `clickhouse://HOST:PORT/DATABASE`, not `{text}`"
+            ),
+        };
+        Ok(SinkSpec {
+            text: text.to_string(),
+            kind,
+        })
+    }
+}
+
+/// Opens the sinks of `--sink` flags.
+pub fn open(specs: &[SinkSpec], settings: &SinkSettings) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
     specs
         .iter()
         .enumerate()
@@ -222,40 +258,27 @@ pub fn open(specs: &[String], settings: &SinkSettings) -> anyhow::Result<Vec<Arc
                     .checkpointer
                     .map(|c| Commits::new(c, index, parties))
             };
-            match spec.split_once(':') {
-                Some(("dir", path)) if !path.is_empty() => {
-                    let sink = dir::DirSink::create(
-                        path.as_ref(),
-                        settings.process,
-                        settings.workers,
-                        restore,
-                        commits(operators::dataflow::OUTPUTS.len()),
-                    )?;
-                    Ok(Arc::new(sink) as Arc<dyn Sink>)
-                }
-                Some(("kafka", _)) => {
-                    let address = crate::kafka::KafkaAddress::parse(spec)?;
-                    let sink = kafka::KafkaSink::create(
-                        &address,
-                        settings.kafka_options,
-                        commits(settings.workers),
-                        restore,
-                    )?;
-                    Ok(Arc::new(sink) as Arc<dyn Sink>)
-                }
-                Some(("clickhouse", _)) => {
-                    let sink = clickhouse::ClickHouseSink::create(
-                        spec,
-                        settings.process,
-                        settings.create_tables,
-                        commits(settings.workers),
-                    )?;
-                    Ok(Arc::new(sink) as Arc<dyn Sink>)
-                }
-                _ => bail!(
-                    "--sink must be `dir:PATH`, `kafka://HOST:PORT` or `clickhouse://HOST:PORT/DATABASE`, not `{spec}`"
-                ),
-            }
+            Ok(match &spec.kind {
+                SinkKind::Dir(path) => Arc::new(dir::DirSink::create(
+                    path,
+                    settings.process,
+                    settings.workers,
+                    restore,
+                    commits(operators::dataflow::OUTPUTS.len()),
+                )?) as Arc<dyn Sink>,
+                SinkKind::Kafka(topics) => Arc::new(kafka::KafkaSink::create(
+                    topics,
+                    settings.kafka_options,
+                    commits(settings.workers),
+                    restore,
+                )?),
+                SinkKind::ClickHouse(address) => Arc::new(clickhouse::ClickHouseSink::create(
+                    address,
+                    settings.process,
+                    settings.create_tables,
+                    commits(settings.workers),
+                )?),
+            })
         })
         .collect()
 }
