@@ -1,7 +1,11 @@
 //! `orderflow run`: sources → books → candles → sinks on timely workers.
+//! Here the run is set up (checkpoint loaded, sinks opened, workers
+//! started, summary printed) and each worker's loop; the worker's reading
+//! is in [`reading`], its sink operator in [`sinks`].
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
+mod reading;
+mod sinks;
+
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,11 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use operators::dataflow::{owner, Books, Candles, Control, PartitionMark, Restored, Time, OUTPUTS};
+use operators::dataflow::{owner, Books, Candles, Control, Restored, Time, OUTPUTS};
 use operators::partition::Sequenced;
 use operators::window::CandleSpec;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
@@ -21,9 +23,11 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 use crate::checkpoint::{self, Checkpointer, Fingerprint};
 use crate::cli::{ReplayArgs, RunArgs};
 use crate::progress::{Counters, Progress};
-use crate::sink::{self, Sink, SinkHandle, SinkSettings, WorkerInfo};
+use crate::sink::{self, Sink, SinkSettings, WorkerInfo};
 use crate::source::kafka::StartAt;
-use crate::source::{Poll, SourceSpec};
+use crate::source::SourceSpec;
+use reading::Reading;
+use sinks::{Barriers, Failure, SinkWriter};
 
 /// Batches a worker may run ahead of its slowest downstream operator: enough
 /// to keep every worker busy, few enough to bound memory.
@@ -53,10 +57,6 @@ struct Job {
     /// Which outputs the sinks write, by index.
     outputs: [bool; OUTPUTS.len()],
 }
-
-/// Checkpoints a worker's operators have snapshotted, as (time, id), that
-/// its sinks have still to pass.
-type Barriers = Rc<RefCell<VecDeque<(Time, u64)>>>;
 
 /// What the workers of a checkpointed run share.
 struct Checkpoints {
@@ -104,7 +104,7 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
         intervals: args.intervals.iter().map(ToString::to_string).collect(),
         lateness_ms: args.lateness.0,
         out_of_orderness_ms: args.out_of_orderness.0,
-        sinks: args.sinks.clone(),
+        sinks: args.sinks.iter().map(|s| s.text.clone()).collect(),
         outputs: args
             .outputs
             .iter()
@@ -255,31 +255,40 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One worker: builds the dataflow around its sources and sinks, then
+/// reads, asks for checkpoints (worker 0) and steps until the input ends
+/// or the run stops.
 fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
     let restored = &job.restored;
-    let mut sources = job.source.open(
+    let sources = job.source.open(
         index,
         peers,
         job.out_of_orderness,
         &job.counters,
         &restored.marks,
     )?;
+    let mut reading = Reading::new(sources, job.batch, job.idle_timeout, job.replay);
     let info = WorkerInfo {
         index,
         watermark: Rc::default(),
     };
     let watermark = Rc::clone(&info.watermark);
-    let mut handles = job
-        .sinks
-        .iter()
-        .map(|s| s.handle(&info))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    // The sink operator cannot return errors; it parks the first one here.
-    let failure: Rc<RefCell<Option<anyhow::Error>>> = Rc::default();
-    let sink_failure = Rc::clone(&failure);
-    let counters = Arc::clone(&job.counters);
-    let outputs = job.outputs;
+    let failure: Failure = Rc::default();
+    // Checkpoints whose snapshots this worker took: its sinks commit each
+    // once their input has passed its time.
+    let barriers: Barriers = Rc::default();
+    let writer = SinkWriter {
+        handles: job
+            .sinks
+            .iter()
+            .map(|s| s.handle(&info))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        barriers: Rc::clone(&barriers),
+        failure: Rc::clone(&failure),
+        counters: Arc::clone(&job.counters),
+        outputs: job.outputs,
+    };
 
     // This worker's share of the state resumed from: the books it owns;
     // the candle operator keeps the windows of its symbols itself.
@@ -294,11 +303,8 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         windows: restored.windows.clone(),
         marks: restored.marks.clone(),
     };
-    // Checkpoints whose snapshots this worker took: its sinks commit each
-    // once their input has passed its time.
-    let barriers: Barriers = Rc::default();
     let on_books = snapshots(job, index, None);
-    let on_windows = snapshots(job, index, Some(Rc::clone(&barriers)));
+    let on_windows = snapshots(job, index, Some(barriers));
     let mut orders: InputHandleVec<Time, Sequenced> = InputHandleVec::new();
     let mut control: InputHandleVec<Time, Control> = InputHandleVec::new();
     let probe = ProbeHandle::new();
@@ -308,133 +314,38 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let close_at_end = job.checkpoints.is_none() && !job.replay;
     worker.dataflow::<Time, _, _>(|scope| {
         let control = control.to_stream(scope).broadcast();
-        orders
+        let records = orders
             .to_stream(scope)
             .books(control.clone(), books, on_books)
             .candles(control, spec, windows, on_windows, close_at_end)
-            .probe_with(&probe)
-            .sink(Pipeline, "Sinks", move |(input, frontier)| {
-                input.for_each(|cap, records| {
-                    // Records come in time order: one of a later time means
-                    // every earlier checkpoint's records have been written.
-                    if let Some(&time) = cap.least() {
-                        pass_barriers(&mut handles, &barriers, &sink_failure, |t| t < time);
-                    }
-                    for record in records.drain(..) {
-                        counters.count(&record);
-                        if !outputs[record.output()] {
-                            continue;
-                        }
-                        for handle in handles.iter_mut() {
-                            if let Err(e) = handle.write(&record) {
-                                sink_failure.borrow_mut().get_or_insert(e);
-                            }
-                        }
-                    }
-                });
-                // Hand over what is due, so that sinks see rows with the
-                // latency of a step (or of their flush period) rather than
-                // of a full buffer.
-                for handle in handles.iter_mut() {
-                    if let Err(e) = handle.flush() {
-                        sink_failure.borrow_mut().get_or_insert(e);
-                    }
-                }
-                pass_barriers(&mut handles, &barriers, &sink_failure, |t| {
-                    !frontier.less_equal(&t)
-                });
-                if frontier.is_empty() {
-                    handles.clear();
-                }
-            });
+            .probe_with(&probe);
+        writer.attach(records);
     });
 
-    let mut batch: Vec<Sequenced> = Vec::with_capacity(job.batch);
-    let mut sent_marks: Vec<i64> = vec![i64::MIN; sources.len()];
-    let mut last_data: Vec<Instant> = vec![Instant::now(); sources.len()];
-    let mut open: Vec<bool> = vec![true; sources.len()];
     let mut time: Time = 0;
     let mut advanced = Instant::now();
-    let mut next_checkpoint = job.checkpoints.as_ref().map_or(1, |c| c.next);
-    let mut last_checkpoint = Instant::now();
-    // (time, source, offset after the batch) for batches still in the dataflow.
-    let mut in_flight: VecDeque<(Time, usize, u64)> = VecDeque::new();
-    while open.iter().any(|o| *o) && !job.stop.load(Ordering::Relaxed) && failure.borrow().is_none()
-    {
-        let mut progressed = false;
-        for (i, source) in sources.iter_mut().enumerate() {
-            if !open[i] {
-                continue;
+    let mut requests = job.checkpoints.as_ref().map(Requests::new);
+    while reading.open() && !job.stop.load(Ordering::Relaxed) && failure.borrow().is_none() {
+        let mut progressed = match reading.poll(time, &mut orders, &mut control) {
+            Ok(progressed) => progressed,
+            Err(e) => {
+                // Stop reading, but let the dataflow finish so every worker
+                // ends and the sinks keep what was done.
+                failure.borrow_mut().get_or_insert(e);
+                true
             }
-            let polled = match source.poll(job.batch, &mut batch) {
-                Ok(polled) => polled,
-                Err(e) => {
-                    // Stop reading, but let the dataflow finish so every
-                    // worker ends and the sinks keep what was done.
-                    failure.borrow_mut().get_or_insert(e);
-                    break;
-                }
-            };
-            let ready = polled == Poll::Ready;
-            match polled {
-                Poll::Ready => {
-                    last_data[i] = Instant::now();
-                    in_flight.push_back((time, i, source.position().0));
-                    orders.send_batch(&mut batch);
-                    batch.clear();
-                    progressed = true;
-                }
-                Poll::Idle => {
-                    let idle = last_data[i].elapsed().as_millis() as i64;
-                    source.reader().idle(idle, job.idle_timeout);
-                }
-                Poll::Ended => open[i] = false,
-            }
-            let watermark = match open[i] {
-                true => source.reader().watermark(),
-                // The end of a bounded input closes its windows; the end
-                // of a replayed range does not: the input goes on.
-                false if !job.replay => i64::MAX,
-                false => source.reader().watermark(),
-            };
-            // Every batch is marked, so that a checkpoint knows where each
-            // partition stands.
-            if ready || watermark != sent_marks[i] {
-                sent_marks[i] = watermark;
-                let (next_offset, next_byte) = source.position();
-                let reader = source.reader();
-                control.send(Control::Mark(PartitionMark {
-                    partition: reader.partition(),
-                    watermark,
-                    next_offset,
-                    next_byte,
-                    state: reader.state(),
-                }));
-                progressed = true;
-            }
-        }
+        };
         // Worker 0 asks for checkpoints, one at a time.
-        if let Some(checkpoints) = job.checkpoints.as_ref().filter(|_| index == 0) {
-            if last_checkpoint.elapsed() >= checkpoints.interval && checkpoints.checkpointer.idle()
-            {
-                control.send(Control::Checkpoint(next_checkpoint));
-                checkpoints.checkpointer.requested(next_checkpoint);
-                next_checkpoint += 1;
-                last_checkpoint = Instant::now();
-                progressed = true;
-            }
-            if checkpoints.checkpointer.failed() {
-                failure
-                    .borrow_mut()
-                    .get_or_insert(anyhow!("writing a checkpoint failed"));
+        if let Some(requests) = requests.as_mut().filter(|_| index == 0) {
+            match requests.due(&mut control) {
+                Ok(asked) => progressed |= asked,
+                Err(e) => {
+                    failure.borrow_mut().get_or_insert(e);
+                }
             }
         }
         // Kept once all partitions have ended: the last watermark stands.
-        if let Some(lowest) = (0..sources.len())
-            .filter(|&i| open[i] && sent_marks[i] != i64::MIN)
-            .map(|i| sent_marks[i])
-            .min()
-        {
+        if let Some(lowest) = reading.watermark() {
             watermark.set(Some(lowest));
         }
         // A worker whose partitions are quiet still moves its inputs on once
@@ -457,55 +368,64 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         while probe.less_than(&time.saturating_sub(BATCHES_IN_FLIGHT)) {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
-        while let Some(&(at, i, next)) = in_flight.front() {
-            if probe.less_equal(&at) {
-                break;
-            }
-            sources[i].processed(next);
-            in_flight.pop_front();
-        }
+        reading.processed(&probe);
     }
     // The last checkpoint, after everything every worker read, unless the
     // run failed: then the one before stands.
     orders.advance_to(FINAL);
     control.advance_to(FINAL);
-    if let Some(checkpoints) = job.checkpoints.as_ref().filter(|_| index == 0) {
+    if let Some(requests) = requests.as_mut().filter(|_| index == 0) {
         if failure.borrow().is_none() {
-            control.send(Control::Checkpoint(next_checkpoint));
-            checkpoints.checkpointer.requested(next_checkpoint);
+            requests.ask(&mut control);
         }
     }
     drop(orders);
     drop(control);
     while worker.step_or_park(None) {}
-    for source in sources.iter_mut() {
-        source.close();
-    }
+    reading.close();
     match failure.take() {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-/// Tells the sinks of every checkpoint in `due` whose time is `complete`
-/// that their rows up to it are all written.
-fn pass_barriers(
-    handles: &mut [Box<dyn SinkHandle>],
-    due: &Barriers,
-    failure: &RefCell<Option<anyhow::Error>>,
-    complete: impl Fn(Time) -> bool,
-) {
-    let mut due = due.borrow_mut();
-    while let Some(&(time, id)) = due.front() {
-        if !complete(time) {
-            break;
+/// Worker 0's asking for checkpoints: every interval, one at a time.
+struct Requests {
+    checkpointer: Arc<Checkpointer>,
+    interval: Duration,
+    next: u64,
+    last: Instant,
+}
+
+impl Requests {
+    fn new(checkpoints: &Checkpoints) -> Requests {
+        Requests {
+            checkpointer: Arc::clone(&checkpoints.checkpointer),
+            interval: checkpoints.interval,
+            next: checkpoints.next,
+            last: Instant::now(),
         }
-        for handle in handles.iter_mut() {
-            if let Err(e) = handle.barrier(id) {
-                failure.borrow_mut().get_or_insert(e);
-            }
+    }
+
+    /// Asks for the next checkpoint once the interval has passed and the
+    /// last one is written; whether it asked.
+    fn due(&mut self, control: &mut InputHandleVec<Time, Control>) -> anyhow::Result<bool> {
+        if self.checkpointer.failed() {
+            bail!("writing a checkpoint failed");
         }
-        due.pop_front();
+        let due = self.last.elapsed() >= self.interval && self.checkpointer.idle();
+        if due {
+            self.ask(control);
+        }
+        Ok(due)
+    }
+
+    /// Asks for a checkpoint at the control input's current time.
+    fn ask(&mut self, control: &mut InputHandleVec<Time, Control>) {
+        control.send(Control::Checkpoint(self.next));
+        self.checkpointer.requested(self.next);
+        self.next += 1;
+        self.last = Instant::now();
     }
 }
 

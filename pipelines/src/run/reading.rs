@@ -1,0 +1,139 @@
+//! A worker's source loop: its partitions, read in batches into the
+//! dataflow, each batch followed by the partition's mark (position and
+//! watermark), so that a checkpoint knows where every partition stands.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use operators::dataflow::{Control, PartitionMark, Time};
+use operators::partition::Sequenced;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
+
+use crate::source::{PartitionSource, Poll};
+
+/// The partitions one worker owns, and where each stands.
+pub struct Reading {
+    sources: Vec<Box<dyn PartitionSource>>,
+    batch: Vec<Sequenced>,
+    batch_size: usize,
+    /// The watermark each partition's last mark carried.
+    sent_marks: Vec<i64>,
+    last_data: Vec<Instant>,
+    open: Vec<bool>,
+    /// (time, source, offset after the batch) for batches still in the
+    /// dataflow.
+    in_flight: VecDeque<(Time, usize, u64)>,
+    idle_timeout: i64,
+    /// A replay: its partitions end where its range does, not where their
+    /// input does, so their end does not close the windows.
+    replay: bool,
+}
+
+impl Reading {
+    pub fn new(
+        sources: Vec<Box<dyn PartitionSource>>,
+        batch_size: usize,
+        idle_timeout: i64,
+        replay: bool,
+    ) -> Reading {
+        let count = sources.len();
+        Reading {
+            sources,
+            batch: Vec::with_capacity(batch_size),
+            batch_size,
+            sent_marks: vec![i64::MIN; count],
+            last_data: vec![Instant::now(); count],
+            open: vec![true; count],
+            in_flight: VecDeque::new(),
+            idle_timeout,
+            replay,
+        }
+    }
+
+    /// Whether any partition may still have messages.
+    pub fn open(&self) -> bool {
+        self.open.iter().any(|o| *o)
+    }
+
+    /// Reads a batch from every open partition into `orders` at `time`,
+    /// and marks each partition that moved on `control`. Whether anything
+    /// was sent; a source's error stops the round.
+    pub fn poll(
+        &mut self,
+        time: Time,
+        orders: &mut InputHandleVec<Time, Sequenced>,
+        control: &mut InputHandleVec<Time, Control>,
+    ) -> anyhow::Result<bool> {
+        let mut progressed = false;
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            if !self.open[i] {
+                continue;
+            }
+            let polled = source.poll(self.batch_size, &mut self.batch)?;
+            let ready = polled == Poll::Ready;
+            match polled {
+                Poll::Ready => {
+                    self.last_data[i] = Instant::now();
+                    self.in_flight.push_back((time, i, source.position().0));
+                    orders.send_batch(&mut self.batch);
+                    self.batch.clear();
+                    progressed = true;
+                }
+                Poll::Idle => {
+                    let idle = self.last_data[i].elapsed().as_millis() as i64;
+                    source.reader().idle(idle, self.idle_timeout);
+                }
+                Poll::Ended => self.open[i] = false,
+            }
+            let watermark = match self.open[i] {
+                true => source.reader().watermark(),
+                // The end of a bounded input closes its windows; the end
+                // of a replayed range does not: the input goes on.
+                false if !self.replay => i64::MAX,
+                false => source.reader().watermark(),
+            };
+            // Every batch is marked, so that a checkpoint knows where each
+            // partition stands.
+            if ready || watermark != self.sent_marks[i] {
+                self.sent_marks[i] = watermark;
+                let (next_offset, next_byte) = source.position();
+                let reader = source.reader();
+                control.send(Control::Mark(PartitionMark {
+                    partition: reader.partition(),
+                    watermark,
+                    next_offset,
+                    next_byte,
+                    state: reader.state(),
+                }));
+                progressed = true;
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// The lowest watermark of the open partitions that have one.
+    pub fn watermark(&self) -> Option<i64> {
+        (0..self.sources.len())
+            .filter(|&i| self.open[i] && self.sent_marks[i] != i64::MIN)
+            .map(|i| self.sent_marks[i])
+            .min()
+    }
+
+    /// Tells each source how far the dataflow has processed its batches.
+    pub fn processed(&mut self, probe: &ProbeHandle<Time>) {
+        while let Some(&(at, i, next)) = self.in_flight.front() {
+            if probe.less_equal(&at) {
+                break;
+            }
+            self.sources[i].processed(next);
+            self.in_flight.pop_front();
+        }
+    }
+
+    /// The run is over and everything read was processed.
+    pub fn close(&mut self) {
+        for source in self.sources.iter_mut() {
+            source.close();
+        }
+    }
+}
