@@ -10,6 +10,7 @@
 #   scripts/clickhouse.sh start   # prints the HTTP address, HOST:PORT
 #   scripts/clickhouse.sh reset   # stop, empty the data, start
 #   scripts/clickhouse.sh stop
+#   scripts/clickhouse.sh crash   # SIGKILL: gone at once, as in a crash
 set -euo pipefail
 source "$(dirname "$0")/servers.sh"
 
@@ -84,7 +85,7 @@ EOF
 EOF
 }
 
-stop() { stop_server "$area/server.pid" "--config-file=$area/config.xml"; }
+stop() { stop_server "$area/server.pid" "--config-file=$area/config.xml" "$@"; }
 
 case "${1:-start}" in
 reset)
@@ -124,8 +125,11 @@ start)
 stop)
     stop
     ;;
+crash)
+    stop KILL
+    ;;
 *)
-    echo "usage: $0 start|reset|stop" >&2
+    echo "usage: $0 start|reset|stop|crash" >&2
     exit 2
     ;;
 esac

@@ -10,16 +10,17 @@ until_up() {
     return 1
 }
 
-# stop_server PIDFILE MARK: stops the process PIDFILE names, but only if its
-# command line holds MARK: the area outlives a session, and a pid file left
-# by an earlier one may name some other process now. Waits until it is gone,
-# so that its port and data are free.
+# stop_server PIDFILE MARK [SIGNAL]: stops the process PIDFILE names (with
+# SIGNAL, TERM by default), but only if its command line holds MARK: the
+# area outlives a session, and a pid file left by an earlier one may name
+# some other process now. Waits until it is gone, so that its port and data
+# are free.
 stop_server() {
-    local pidfile="$1" mark="$2" pid
+    local pidfile="$1" mark="$2" signal="${3:-TERM}" pid
     [[ -f "$pidfile" ]] || return 0
     pid="$(cat "$pidfile")"
     if [[ -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$mark"; then
-        kill "$pid" 2>/dev/null || true
+        kill -s "$signal" "$pid" 2>/dev/null || true
         gone() { ! kill -0 "$pid" 2>/dev/null; }
         until_up gone || true
     fi

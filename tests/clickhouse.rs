@@ -557,7 +557,7 @@ fn a_server_gone_thirty_seconds_and_a_kill_meanwhile_lose_and_double_nothing() {
     let db = database("outage_ck");
     let dir = scratch("clickhouse-outage-checkpointed");
     #[rustfmt::skip]
-    let gen = ["--orders", "300000", "--symbols", "50", "--seed", "21", "--intervals", "1s,1m"];
+    let gen = ["--orders", "600000", "--symbols", "50", "--seed", "21", "--intervals", "1s,1m"];
     let want = dir.join("uninterrupted");
     common::run("gen", &want, &gen);
     let got = dir.join("restarted");
@@ -577,7 +577,8 @@ fn a_server_gone_thirty_seconds_and_a_kill_meanwhile_lose_and_double_nothing() {
         assert!(Instant::now() < deadline, "no rows reached ClickHouse");
         std::thread::sleep(Duration::from_millis(50));
     }
-    clickhouse_on(8126, &area, "stop");
+    // Gone at once (a graceful stop takes long enough for the run to end).
+    clickhouse_on(8126, &area, "crash");
     std::thread::sleep(Duration::from_secs(30));
     if let Some(status) = child.try_wait().unwrap() {
         let out = child.wait_with_output().unwrap();
