@@ -162,13 +162,7 @@ fn parquet_copies_hold_the_same_rows_with_exact_decimals() {
 #[test]
 fn two_processes_give_what_one_gives() {
     let dir = scratch("cluster");
-    let port = 20_000 + std::process::id() % 20_000;
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{port}\n127.0.0.1:{}\n", port + 1),
-    )
-    .unwrap();
+    let hostfile = common::hostfile(&dir);
     let cluster = dir.join("cluster");
     let sink = format!("dir:{}", cluster.display());
     let processes: Vec<_> = ["0", "1"]

@@ -249,13 +249,7 @@ fn a_partition_without_records_does_not_stall_candles() {
 fn two_processes_consume_disjoint_partitions_and_give_what_one_gives() {
     let (source, _) = produce("cluster");
     let dir = scratch("kafka-cluster");
-    let port = 30_000 + std::process::id() % 20_000;
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{port}\n127.0.0.1:{}\n", port + 1),
-    )
-    .unwrap();
+    let hostfile = common::hostfile(&dir);
     let cluster = dir.join("cluster");
     let sink = format!("dir:{}", cluster.display());
     let processes: Vec<_> = ["0", "1"]

@@ -133,6 +133,23 @@ pub fn kafka() -> String {
         .clone()
 }
 
+/// A timely hostfile in `dir` for two processes on loopback ports free
+/// now (asked of the kernel, not derived from the pid: a fixed guess may
+/// meet a client's ephemeral port).
+pub fn hostfile(dir: &Path) -> PathBuf {
+    let listeners: Vec<_> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let hosts: String = listeners
+        .iter()
+        .map(|l| format!("{}\n", l.local_addr().unwrap()))
+        .collect();
+    drop(listeners);
+    let path = dir.join("hosts");
+    std::fs::write(&path, hosts).unwrap();
+    path
+}
+
 /// The address of a broker on `port` started by `scripts/kafka.sh`
 /// (idempotent), its data under `area`: one a test may stop and start.
 pub fn kafka_on(port: u16, area: &Path, action: &str) -> String {
