@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::clickhouse::{
     assert_same, canonical, clickhouse, clickhouse_on, count, database, execute, expected, select,
-    select_in, servers_area,
+    select_in, servers_area, wait_for_rows,
 };
 use common::{
     assert_same_outputs, checkpointed_args, orderflow, project, rows, run_with_kills, scratch,
@@ -221,16 +221,7 @@ fn a_server_gone_for_twenty_seconds_delays_the_run_and_loses_nothing() {
         })
     };
     // Rows are arriving; then the server goes away.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(
-        &address,
-        &format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'events'"),
-    ) == 0
-        || count(&address, &format!("SELECT count() FROM {db}.events")) == 0
-    {
-        assert!(Instant::now() < deadline, "no rows reached ClickHouse");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_rows(&address, &db);
     clickhouse_on(8124, &area, "stop");
     outage.send(()).unwrap();
     let stopped = Instant::now();
@@ -567,16 +558,7 @@ fn a_server_gone_thirty_seconds_and_a_kill_meanwhile_lose_and_double_nothing() {
         format!("clickhouse://{address}/{db}?batch_rows=1000&flush_ms=100&queue=1&retry_for=120"),
     ]);
     let mut child = common::spawn(&args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(
-        &address,
-        &format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'events'"),
-    ) == 0
-        || count(&address, &format!("SELECT count() FROM {db}.events")) == 0
-    {
-        assert!(Instant::now() < deadline, "no rows reached ClickHouse");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_rows(&address, &db);
     // Gone at once (a graceful stop takes long enough for the run to end).
     clickhouse_on(8126, &area, "crash");
     std::thread::sleep(Duration::from_secs(30));

@@ -162,33 +162,7 @@ fn parquet_copies_hold_the_same_rows_with_exact_decimals() {
 #[test]
 fn two_processes_give_what_one_gives() {
     let dir = scratch("cluster");
-    let hostfile = common::hostfile(&dir);
-    let cluster = dir.join("cluster");
-    let sink = format!("dir:{}", cluster.display());
-    let processes: Vec<_> = ["0", "1"]
-        .iter()
-        .map(|process| {
-            std::process::Command::new(common::binary())
-                .args([
-                    "run",
-                    "--quiet",
-                    "--sink",
-                    &sink,
-                    "--processes",
-                    "2",
-                    "--process",
-                    process,
-                ])
-                .args(["--hostfile", hostfile.to_str().unwrap()])
-                .args(GEN)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut process in processes {
-        assert!(process.wait().unwrap().success());
-    }
+    let cluster = common::run_cluster(&dir, &GEN);
     let single = dir.join("single");
     run("gen", &single, &GEN);
     for output in OUTPUTS {

@@ -2,6 +2,7 @@
 
 use orderflow_tests as common;
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -249,24 +250,7 @@ fn a_partition_without_records_does_not_stall_candles() {
 fn two_processes_consume_disjoint_partitions_and_give_what_one_gives() {
     let (source, _) = produce("cluster");
     let dir = scratch("kafka-cluster");
-    let hostfile = common::hostfile(&dir);
-    let cluster = dir.join("cluster");
-    let sink = format!("dir:{}", cluster.display());
-    let processes: Vec<_> = ["0", "1"]
-        .iter()
-        .map(|process| {
-            Command::new(common::binary())
-                .args(["run", "--quiet", "--source", &source, "--sink", &sink])
-                .args(["--stop", "latest", "--processes", "2", "--process", process])
-                .args(["--hostfile", hostfile.to_str().unwrap()])
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut process in processes {
-        assert!(process.wait().unwrap().success());
-    }
+    let cluster = common::run_cluster(&dir, &["--source", &source, "--stop", "latest"]);
     let symbols = |output: &str| -> std::collections::BTreeSet<String> {
         rows(&cluster, output)
             .iter()
@@ -372,24 +356,34 @@ fn sql_over_output_topics_answers_like_sql_over_the_dir() {
     assert_eq!(bad.status.code(), Some(1));
 }
 
-#[test]
-fn a_kafka_run_into_three_sinks_killed_ten_times_ends_as_an_uninterrupted_run() {
-    let topic = unique("kill");
-    let source = format!("kafka://{}/{topic}", kafka());
+/// Produces `orders` generated orders (seed `seed`, 20 symbols) to a new
+/// 4-partition topic on `broker`, runs them once uninterrupted into
+/// `want`; returns (want, got, the arguments of a checkpointed run of the
+/// same into `got`). Both runs are bounded, and idle advances (which follow
+/// the wall clock, and so a slow test broker) are kept out.
+fn checkpointed_kafka_run(
+    broker: &str,
+    name: &str,
+    orders: u64,
+    seed: &str,
+) -> (PathBuf, PathBuf, Vec<String>) {
+    let source = format!("kafka://{broker}/{}", unique(name));
+    let orders = orders.to_string();
     #[rustfmt::skip]
-    let gen = ["--orders", "30000", "--symbols", "20", "--seed", "13", "--partitions", "4"];
-    let mut args = vec!["gen", "--to", &source];
-    args.extend(gen);
-    orderflow(&args);
-    let dir = scratch("kafka-kill");
-    // Idle advances follow the wall clock, which a slow test broker makes
-    // differ between runs: kept out of this comparison.
+    orderflow(&["gen", "--to", &source, "--partitions", "4", "--orders", &orders, "--symbols", "20", "--seed", seed]);
+    let dir = scratch(&format!("kafka-{name}"));
     #[rustfmt::skip]
     let bounded = ["--stop", "latest", "--no-commit", "--intervals", "1s,1m", "--idle-timeout", "1h"];
     let want = dir.join("uninterrupted");
     run(&source, &want, &bounded);
     let got = dir.join("restarted");
-    let mut args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "300ms", &bounded);
+    let args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "300ms", &bounded);
+    (want, got, args)
+}
+
+#[test]
+fn a_kafka_run_into_three_sinks_killed_ten_times_ends_as_an_uninterrupted_run() {
+    let (want, got, mut args) = checkpointed_kafka_run(&kafka(), "kill", 30_000, "13");
     let (address, db) = (clickhouse(), database("kafka_kill"));
     let prefix = format!("{}.", unique("kill-out"));
     args.extend([
@@ -410,17 +404,7 @@ fn a_broker_restarted_under_a_checkpointed_run_loses_and_doubles_nothing() {
     // A broker of its own, so that stopping it disturbs no other test.
     let area = scratch("kafka-restart-server");
     let broker = common::kafka_on(9192, &area, "start");
-    let source = format!("kafka://{broker}/{}", unique("restart"));
-    let mut args = vec!["gen", "--to", &source, "--partitions", "4"];
-    args.extend(["--orders", "60000", "--symbols", "20", "--seed", "17"]);
-    orderflow(&args);
-    let dir = scratch("kafka-restart");
-    #[rustfmt::skip]
-    let bounded = ["--stop", "latest", "--no-commit", "--intervals", "1s,1m", "--idle-timeout", "1h"];
-    let want = dir.join("uninterrupted");
-    run(&source, &want, &bounded);
-    let got = dir.join("restarted");
-    let mut args = checkpointed_args(&source, &got, &dir.join("checkpoint"), "300ms", &bounded);
+    let (want, got, mut args) = checkpointed_kafka_run(&broker, "restart", 60_000, "17");
     let prefix = format!("{}.", unique("restart-out"));
     args.extend([
         "--sink".into(),

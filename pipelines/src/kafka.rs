@@ -119,25 +119,27 @@ pub fn partitions(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i3
     Ok(ids)
 }
 
-/// Each partition of `topic` with its end offset of the moment.
+/// Each partition of `topics` with its end offset of the moment, as
+/// (topic, partition, offset).
 pub fn ends(
     address: &KafkaAddress,
     options: &[(String, String)],
-    topic: &str,
-) -> anyhow::Result<Vec<(i32, i64)>> {
+    topics: &[String],
+) -> anyhow::Result<Vec<(String, i32, i64)>> {
     let consumer: BaseConsumer = address
         .config(&[], options)
         .create()
         .context("creating a Kafka client")?;
-    partitions(&consumer, topic)?
-        .into_iter()
-        .map(|p| {
+    let mut ends = Vec::new();
+    for topic in topics {
+        for p in partitions(&consumer, topic)? {
             let (_, high) = consumer
                 .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
                 .with_context(|| format!("reading the end offset of {topic} partition {p}"))?;
-            Ok((p, high))
-        })
-        .collect()
+            ends.push((topic.clone(), p, high));
+        }
+    }
+    Ok(ends)
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists; returns

@@ -222,6 +222,24 @@ pub fn count(address: &str, query: &str) -> u64 {
     }
 }
 
+/// Waits (up to a minute) until the sink has made `db.events` and written
+/// rows into it.
+pub fn wait_for_rows(address: &str, db: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(
+        address,
+        &format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'events'"),
+    ) == 0
+        || count(address, &format!("SELECT count() FROM {db}.events")) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rows reached ClickHouse"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Runs a statement that returns nothing, in `database`.
 pub fn execute(address: &str, statement: &str) {
     let client = clickhouse::Client::default()

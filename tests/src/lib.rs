@@ -133,10 +133,12 @@ pub fn kafka() -> String {
         .clone()
 }
 
-/// A timely hostfile in `dir` for two processes on loopback ports free
-/// now (asked of the kernel, not derived from the pid: a fixed guess may
-/// meet a client's ephemeral port).
-pub fn hostfile(dir: &Path) -> PathBuf {
+/// Runs `orderflow run --quiet ARGS` as a cluster of two processes on
+/// loopback, writing to `dir:DIR/cluster`; asserts both exit 0 and
+/// returns that directory. The ports are ones the kernel says are free
+/// now, not derived from the pid: a fixed guess may meet a client's
+/// ephemeral port.
+pub fn run_cluster(dir: &Path, args: &[&str]) -> PathBuf {
     let listeners: Vec<_> = (0..2)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -145,9 +147,28 @@ pub fn hostfile(dir: &Path) -> PathBuf {
         .map(|l| format!("{}\n", l.local_addr().unwrap()))
         .collect();
     drop(listeners);
-    let path = dir.join("hosts");
-    std::fs::write(&path, hosts).unwrap();
-    path
+    let hostfile = dir.join("hosts");
+    std::fs::write(&hostfile, hosts).unwrap();
+    let cluster = dir.join("cluster");
+    let sink = format!("dir:{}", cluster.display());
+    let processes: Vec<_> = ["0", "1"]
+        .iter()
+        .map(|process| {
+            Command::new(binary())
+                .args(["run", "--quiet", "--sink", &sink])
+                .args(["--processes", "2", "--process", process])
+                .arg("--hostfile")
+                .arg(&hostfile)
+                .args(args)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut process in processes {
+        assert!(process.wait().unwrap().success(), "a process failed");
+    }
+    cluster
 }
 
 /// The address of a broker on `port` started by `scripts/kafka.sh`

@@ -62,7 +62,7 @@ struct Job {
 struct Checkpoints {
     checkpointer: Arc<Checkpointer>,
     interval: Duration,
-    /// The id of the next checkpoint (after the one resumed from).
+    /// The id of the first checkpoint (after the one resumed from).
     next: u64,
 }
 
@@ -390,18 +390,16 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
 }
 
 /// Worker 0's asking for checkpoints: every interval, one at a time.
-struct Requests {
-    checkpointer: Arc<Checkpointer>,
-    interval: Duration,
+struct Requests<'a> {
+    checkpoints: &'a Checkpoints,
     next: u64,
     last: Instant,
 }
 
-impl Requests {
-    fn new(checkpoints: &Checkpoints) -> Requests {
+impl Requests<'_> {
+    fn new(checkpoints: &Checkpoints) -> Requests<'_> {
         Requests {
-            checkpointer: Arc::clone(&checkpoints.checkpointer),
-            interval: checkpoints.interval,
+            checkpoints,
             next: checkpoints.next,
             last: Instant::now(),
         }
@@ -410,10 +408,11 @@ impl Requests {
     /// Asks for the next checkpoint once the interval has passed and the
     /// last one is written; whether it asked.
     fn due(&mut self, control: &mut InputHandleVec<Time, Control>) -> anyhow::Result<bool> {
-        if self.checkpointer.failed() {
+        let checkpointer = &self.checkpoints.checkpointer;
+        if checkpointer.failed() {
             bail!("writing a checkpoint failed");
         }
-        let due = self.last.elapsed() >= self.interval && self.checkpointer.idle();
+        let due = self.last.elapsed() >= self.checkpoints.interval && checkpointer.idle();
         if due {
             self.ask(control);
         }
@@ -423,7 +422,7 @@ impl Requests {
     /// Asks for a checkpoint at the control input's current time.
     fn ask(&mut self, control: &mut InputHandleVec<Time, Control>) {
         control.send(Control::Checkpoint(self.next));
-        self.checkpointer.requested(self.next);
+        self.checkpoints.checkpointer.requested(self.next);
         self.next += 1;
         self.last = Instant::now();
     }

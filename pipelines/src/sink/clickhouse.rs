@@ -198,14 +198,9 @@ fn transient(error: &clickhouse::error::Error) -> bool {
             // ClickHouse's error codes: timeouts, too many queries or parts,
             // memory limits, socket trouble, replicas read-only for a while.
             const PASSING: [u32; 12] = [159, 160, 164, 202, 203, 209, 210, 241, 242, 252, 319, 425];
-            let code = text
-                .split("Code: ")
-                .nth(1)
-                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|digits| digits.parse::<u32>().ok());
             // Without a code the reply came from something in between
             // (a proxy restarting): worth another try.
-            code.is_none_or(|code| PASSING.contains(&code))
+            code(text).is_none_or(|code| PASSING.contains(&code))
         }
         _ => false,
     }
@@ -217,13 +212,17 @@ fn transient(error: &clickhouse::error::Error) -> bool {
 /// answers, and one starting answers before it has loaded them; a table
 /// really dropped fails the run after `retry_for`.
 fn transient_while_inserting(error: &clickhouse::error::Error) -> bool {
-    let missing = |text: &str| {
-        ["Code: 60,", "Code: 60.", "Code: 81,", "Code: 81."]
-            .iter()
-            .any(|code| text.contains(code))
-    };
     transient(error)
-        || matches!(error, clickhouse::error::Error::BadResponse(text) if missing(text))
+        || matches!(error, clickhouse::error::Error::BadResponse(text)
+            if matches!(code(text), Some(60 | 81)))
+}
+
+/// The error code in a ClickHouse error reply (`Code: 60, …` or `Code: 60. …`).
+fn code(text: &str) -> Option<u32> {
+    text.split("Code: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
 }
 
 /// Runs `attempt` until it succeeds, retrying the errors that `passing`

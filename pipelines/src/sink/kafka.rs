@@ -191,11 +191,7 @@ impl KafkaSink {
             ensure_topic(address, options, topic, spec.partitions)?;
         }
         // Read before anything else: nothing this run writes can precede.
-        let mut ends = Vec::new();
-        for topic in &topics {
-            let end = crate::kafka::ends(address, options, topic)?;
-            ends.extend(end.into_iter().map(|(p, o)| (topic.clone(), p, o)));
-        }
+        let ends = crate::kafka::ends(address, options, &topics)?;
         let written = match restore {
             None => Written::default(),
             Some((id, SinkState::Kafka { starts, pending })) => {
