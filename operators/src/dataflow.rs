@@ -18,17 +18,15 @@ use timely::progress::frontier::MutableAntichain;
 
 use crate::book::{BookOutput, BookState, OrderBook};
 use crate::order::Symbol;
-use crate::output::{Bbo, Candle, Event, Late, Status, Trade};
+use crate::output::{Bbo, Candle, Event, Late, Status, Trade, Values};
 use crate::partition::{Sequenced, WatermarkState};
 use crate::window::{CandleSpec, Windows, WindowsState};
 
 /// Batch number: the timely time of everything read in one source round.
 pub type Time = u64;
 
-/// Everything Orderflow emits, as one stream for the sinks. Serializes as
-/// the inner record alone.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(untagged)]
+/// Everything Orderflow emits, as one stream for the sinks.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     Event(Event),
     Trade(Trade),
@@ -60,10 +58,18 @@ impl Record {
             Record::Late(_) => 4,
         }
     }
-}
 
-/// The outputs, indexed by [`Record::output`].
-pub const OUTPUTS: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
+    /// Hands the record's values to `v` in its output's column order.
+    pub fn values(&self, v: &mut impl Values) {
+        match self {
+            Record::Event(e) => e.values(v),
+            Record::Trade(t) => t.values(v),
+            Record::Bbo(b) => b.values(v),
+            Record::Candle(c) => c.values(v),
+            Record::Late(l) => l.values(v),
+        }
+    }
+}
 
 /// Output of the book operator: records, with each partition's watermark
 /// marked before the records of the first message that moved it.

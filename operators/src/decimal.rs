@@ -93,7 +93,7 @@ impl FromStr for Fixed {
 impl fmt::Display for Fixed {
     /// The shortest exact form: `100.5`, `3`, `0.00000001`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_scaled(f, i128::from(self.0))
+        f.write_str(scaled(i128::from(self.0), &mut [0; 41]))
     }
 }
 
@@ -117,7 +117,7 @@ pub struct Wide(pub i128);
 
 impl fmt::Display for Wide {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_scaled(f, self.0)
+        f.write_str(scaled(self.0, &mut [0; 41]))
     }
 }
 
@@ -178,29 +178,54 @@ impl AddAssign for Notional {
     }
 }
 
-/// Writes without allocating: this runs for every price and quantity out.
-fn write_scaled(f: &mut fmt::Formatter<'_>, value: i128) -> fmt::Result {
+/// Room for the longest scaled `i128`: 39 digits, a sign and a point.
+pub type Digits = [u8; 41];
+
+/// The shortest exact text of `value` × 10^-8 (`100.5`, `3`, `0.00000001`),
+/// written into `buf` from its end: no allocation, since this runs for
+/// every price and quantity out.
+pub fn scaled(value: i128, buf: &mut Digits) -> &str {
+    let mut at = buf.len();
+    let mut put = |digit: u8| {
+        at -= 1;
+        buf[at] = digit;
+    };
     let abs = value.unsigned_abs();
     let one = ONE as u128;
-    let (whole, mut frac) = (abs / one, (abs % one) as u64);
-    if value < 0 {
-        f.write_str("-")?;
+    let (mut whole, mut frac) = (abs / one, (abs % one) as u64);
+    if frac != 0 {
+        let mut digits = SCALE;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        for _ in 0..digits {
+            put(b'0' + (frac % 10) as u8);
+            frac /= 10;
+        }
+        put(b'.');
     }
+    // u64 arithmetic where it fits: u128 division is a library call.
     match u64::try_from(whole) {
-        Ok(whole) => write!(f, "{whole}")?,
-        Err(_) => write!(f, "{whole}")?,
+        Ok(mut small) => loop {
+            put(b'0' + (small % 10) as u8);
+            small /= 10;
+            if small == 0 {
+                break;
+            }
+        },
+        Err(_) => loop {
+            put(b'0' + (whole % 10) as u8);
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
+        },
     }
-    if frac == 0 {
-        return Ok(());
+    if value < 0 {
+        put(b'-');
     }
-    let mut digits = [b'0'; SCALE as usize];
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (frac % 10) as u8;
-        frac /= 10;
-    }
-    let len = digits.iter().rposition(|d| *d != b'0').map_or(0, |i| i + 1);
-    f.write_str(".")?;
-    f.write_str(std::str::from_utf8(&digits[..len]).expect("ASCII digits"))
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -23,6 +23,13 @@ pub enum Side {
 }
 
 impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
     pub fn opposite(self) -> Side {
         match self {
             Side::Buy => Side::Sell,

@@ -243,13 +243,16 @@ pub struct GenArgs {
     pub kafka: KafkaOptions,
 }
 
-/// An output's index in [`OUTPUTS`](operators::dataflow::OUTPUTS).
+/// An output's index in [`OUTPUTS`](operators::output::OUTPUTS).
 fn parse_output(text: &str) -> Result<usize, String> {
-    let outputs = operators::dataflow::OUTPUTS;
+    let outputs = operators::output::OUTPUTS;
     outputs
         .iter()
-        .position(|o| *o == text.trim())
-        .ok_or_else(|| format!("`{text}` is not an output: {}", outputs.join(", ")))
+        .position(|o| o.name == text.trim())
+        .ok_or_else(|| {
+            let names = outputs.map(|o| o.name).join(", ");
+            format!("`{text}` is not an output: {names}")
+        })
 }
 
 fn parse_interval(text: &str) -> Result<Interval, String> {

@@ -30,10 +30,8 @@ use futures::StreamExt;
 
 use crate::kafka::KafkaAddress;
 use crate::source::kafka::{read_range, StartAt};
+use operators::output::OUTPUTS;
 use rdkafka::Message;
-
-/// The outputs a `dir:` sink writes, each a table.
-pub const TABLES: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
 
 #[derive(Args, Debug)]
 pub struct SqlArgs {
@@ -179,13 +177,14 @@ fn kafka_session(
         .create()
         .context("creating a Kafka client")?;
     let mut found = 0;
-    for table in TABLES {
+    for output in OUTPUTS {
+        let table = output.name;
         let topic = format!("{prefix}{table}");
         if crate::kafka::partitions(&probe, &topic).is_err() {
             continue;
         }
         found += 1;
-        let schema = Arc::new(crate::sink::dir::schema(table));
+        let schema = Arc::new(crate::sink::columnar::schema(output));
         let mut decoder =
             datafusion::arrow::json::ReaderBuilder::new(Arc::clone(&schema)).build_decoder()?;
         let mut batches = Vec::new();
@@ -218,7 +217,7 @@ fn kafka_session(
     if found == 0 {
         bail!(
             "no output topics {prefix}{{{}}} on {}",
-            TABLES.join(","),
+            OUTPUTS.map(|o| o.name).join(","),
             address.brokers
         );
     }
@@ -254,7 +253,8 @@ fn is_copy_of(name: &str, table: &str) -> bool {
 /// A session with every table found in `data` registered.
 async fn dir_session(ctx: SessionContext, data: &Path) -> anyhow::Result<SessionContext> {
     let mut found = 0;
-    for table in TABLES {
+    for output in OUTPUTS {
+        let table = output.name;
         let mut files: Vec<PathBuf> = std::fs::read_dir(data)
             .with_context(|| {
                 format!(
@@ -283,7 +283,7 @@ async fn dir_session(ctx: SessionContext, data: &Path) -> anyhow::Result<Session
                 ListingOptions::new(Arc::new(ParquetFormat::default()))
                     .with_file_extension(".parquet"),
             )
-            .with_schema(Arc::new(crate::sink::dir::schema(table)));
+            .with_schema(Arc::new(crate::sink::columnar::schema(output)));
         let provider = ListingTable::try_new(config)?;
         ctx.register_table(table, Arc::new(provider))?;
     }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use operators::dataflow::{owner, Books, Candles, Control, Restored, Time, OUTPUTS};
+use operators::dataflow::{owner, Books, Candles, Control, Restored, Time};
+use operators::output::OUTPUTS;
 use operators::partition::Sequenced;
 use operators::window::CandleSpec;
 use timely::dataflow::operators::vec::Broadcast;
@@ -108,7 +109,7 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
         outputs: args
             .outputs
             .iter()
-            .map(|o| OUTPUTS[*o].to_string())
+            .map(|o| OUTPUTS[*o].name.to_string())
             .collect(),
     };
     if (args.checkpoint.is_some() || replay.is_some()) && args.cluster.processes > 1 {

@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use operators::dataflow::{Record, Time, OUTPUTS};
+use operators::dataflow::{Record, Time};
+use operators::output::OUTPUTS;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;

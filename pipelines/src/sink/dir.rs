@@ -1,11 +1,11 @@
 //! `dir:PATH`: one JSONL file per output, plus a Parquet copy of each for SQL.
 //!
-//! Workers serialize records into their own buffers and hand full buffers to
+//! Workers write records as JSON lines and as Arrow columns into their own
+//! buffers (so encoding spreads over the workers) and hand full buffers to
 //! one writer thread per file through a bounded queue. The writer appends
-//! them to the JSONL file and decodes the same lines into the Parquet copy
-//! (prices and quantities as `Decimal128(38, 8)`, times as UTC millisecond
-//! timestamps), which is written under a temporary name and renamed when
-//! complete, so a reader never sees half a file.
+//! the lines to the JSONL file and the columns to the Parquet copy (schema
+//! in [`super::columnar`]), which is written under a temporary name and
+//! renamed when complete, so a reader never sees half a file.
 //!
 //! With checkpoints, a writer aligns the workers at each checkpoint's
 //! barrier (rows a worker sends after its barrier wait until every worker
@@ -23,86 +23,19 @@ use std::sync::mpsc::TryRecvError;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use operators::dataflow::{Record, OUTPUTS};
+use arrow::record_batch::RecordBatch;
+use operators::dataflow::Record;
+use operators::output::{Output, OUTPUTS};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use super::columnar::Columns;
 use super::queue::{Items, Queue, Writers};
 use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
 
 /// Bytes a worker buffers per output before handing them over.
 const FLUSH_AT: usize = 1 << 16;
-
-/// The Arrow schema of an output's Parquet copy.
-pub fn schema(output: &str) -> Schema {
-    let text = |name: &str| Field::new(name, DataType::Utf8, true);
-    let decimal = |name: &str| Field::new(name, DataType::Decimal128(38, 8), true);
-    let time = |name: &str| {
-        Field::new(
-            name,
-            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
-            true,
-        )
-    };
-    let count = |name: &str| Field::new(name, DataType::UInt64, true);
-    let trade = || {
-        vec![
-            text("trade_id"),
-            text("symbol"),
-            count("seq"),
-            decimal("price"),
-            decimal("qty"),
-            text("maker_order_id"),
-            text("taker_order_id"),
-            text("taker_side"),
-            time("ts"),
-        ]
-    };
-    let fields = match output {
-        "events" => vec![
-            text("symbol"),
-            text("order_id"),
-            count("seq"),
-            text("status"),
-            text("reason"),
-            time("ts"),
-            text("raw"),
-        ],
-        "trades" => trade(),
-        "bbo" => vec![
-            text("symbol"),
-            count("seq"),
-            decimal("bid"),
-            decimal("bid_qty"),
-            decimal("ask"),
-            decimal("ask_qty"),
-            time("ts"),
-        ],
-        "candles" => vec![
-            text("symbol"),
-            text("interval"),
-            time("window_start"),
-            time("window_end"),
-            decimal("open"),
-            decimal("high"),
-            decimal("low"),
-            decimal("close"),
-            decimal("volume"),
-            decimal("vwap"),
-            count("trades"),
-            Field::new("version", DataType::UInt32, true),
-        ],
-        "late" => {
-            let mut fields = trade();
-            fields.push(text("interval"));
-            fields
-        }
-        other => unreachable!("no output named {other}"),
-    };
-    Schema::new(fields)
-}
 
 pub struct DirSink {
     queues: Mutex<Option<Vec<Queue<Chunk>>>>,
@@ -112,8 +45,8 @@ pub struct DirSink {
 
 /// What a worker hands an output's writer.
 enum Chunk {
-    /// Whole JSON lines from `worker`.
-    Rows(usize, Vec<u8>),
+    /// Whole JSON lines from `worker`, and the same rows as columns.
+    Rows(usize, Vec<u8>, RecordBatch),
     /// `worker` has sent every row of checkpoint `id`.
     Barrier(usize, u64),
 }
@@ -143,8 +76,8 @@ impl DirSink {
         let mut queues = Vec::new();
         for (index, output) in OUTPUTS.into_iter().enumerate() {
             let stem = match process {
-                0 => output.to_string(),
-                p => format!("{output}.p{p}"),
+                0 => output.name.to_string(),
+                p => format!("{}.p{p}", output.name),
             };
             let jsonl = dir.join(format!("{stem}.jsonl"));
             let length = lengths.map_or(0, |l| l[index]);
@@ -166,9 +99,11 @@ impl DirSink {
                 at_barrier: vec![None; workers],
                 held: (0..workers).map(|_| VecDeque::new()).collect(),
             };
-            queues.push(writers.start(format!("dir-{output}"), 16, move |chunks| {
-                writer.run(chunks)
-            })?);
+            queues.push(
+                writers.start(format!("dir-{}", output.name), 16, move |chunks| {
+                    writer.run(chunks)
+                })?,
+            );
         }
         Ok(DirSink {
             queues: Mutex::new(Some(queues)),
@@ -259,7 +194,7 @@ struct OutputWriter {
     /// The Parquet rows since the last commit, once there are any.
     copy: Option<ParquetCopy>,
     parts: Parts,
-    output: &'static str,
+    output: &'static Output,
     index: usize,
     jsonl: PathBuf,
     commits: Option<Arc<Commits>>,
@@ -294,16 +229,16 @@ impl OutputWriter {
 
     fn take(&mut self, chunk: Chunk) -> anyhow::Result<()> {
         let worker = match &chunk {
-            Chunk::Rows(w, _) | Chunk::Barrier(w, _) => *w,
+            Chunk::Rows(w, _, _) | Chunk::Barrier(w, _) => *w,
         };
         if self.at_barrier[worker].is_some() {
             self.held[worker].push_back(chunk);
             return Ok(());
         }
         match chunk {
-            Chunk::Rows(_, rows) => {
-                self.out.write_all(&rows).with_context(|| self.context())?;
-                self.length += rows.len() as u64;
+            Chunk::Rows(_, lines, rows) => {
+                self.out.write_all(&lines).with_context(|| self.context())?;
+                self.length += lines.len() as u64;
                 let tmp = self.parts.tmp();
                 let copy = match &mut self.copy {
                     Some(copy) => copy,
@@ -312,7 +247,8 @@ impl OutputWriter {
                             .with_context(|| format!("creating {}", tmp.display()))?,
                     ),
                 };
-                copy.add(&rows)
+                copy.writer
+                    .write(&rows)
                     .with_context(|| format!("writing {}", tmp.display()))?;
             }
             Chunk::Barrier(_, id) => {
@@ -382,56 +318,26 @@ impl OutputWriter {
     }
 }
 
-/// The Parquet copy of one output, decoded from the same JSON lines as they
-/// are written (so it costs no second pass at the end), kept under a
-/// temporary name until complete.
+/// The Parquet copy of one output, kept under a temporary name until
+/// complete.
 struct ParquetCopy {
-    decoder: arrow::json::reader::Decoder,
     writer: ArrowWriter<File>,
     tmp: PathBuf,
 }
 
 impl ParquetCopy {
-    fn create(tmp: &Path, output: &str) -> anyhow::Result<ParquetCopy> {
-        let schema = Arc::new(schema(output));
-        let decoder = arrow::json::ReaderBuilder::new(Arc::clone(&schema))
-            .with_batch_size(64 * 1024)
-            .build_decoder()?;
+    fn create(tmp: &Path, output: &Output) -> anyhow::Result<ParquetCopy> {
         let tmp = tmp.to_path_buf();
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
+        let schema = Arc::new(super::columnar::schema(output));
         let writer = ArrowWriter::try_new(File::create(&tmp)?, schema, Some(props))?;
-        Ok(ParquetCopy {
-            decoder,
-            writer,
-            tmp,
-        })
-    }
-
-    /// Takes whole JSON lines.
-    fn add(&mut self, mut lines: &[u8]) -> anyhow::Result<()> {
-        while !lines.is_empty() {
-            let read = self.decoder.decode(lines)?;
-            lines = &lines[read..];
-            // The decoder stops at a full batch: write it out and go on.
-            if read == 0 || !lines.is_empty() {
-                self.write_batch()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn write_batch(&mut self) -> anyhow::Result<()> {
-        if let Some(batch) = self.decoder.flush()? {
-            self.writer.write(&batch)?;
-        }
-        Ok(())
+        Ok(ParquetCopy { writer, tmp })
     }
 
     /// Completes the file and renames it to `path`.
-    fn finish(mut self, path: &Path) -> anyhow::Result<()> {
-        self.write_batch()?;
+    fn finish(self, path: &Path) -> anyhow::Result<()> {
         self.writer.close()?;
         std::fs::rename(&self.tmp, path)
             .with_context(|| format!("renaming {} to {}", self.tmp.display(), path.display()))
@@ -448,7 +354,10 @@ impl Sink for DirSink {
             .ok_or_else(|| anyhow!("dir sink already closed"))?;
         Ok(Box::new(DirHandle {
             queues,
-            buffers: Default::default(),
+            buffers: OUTPUTS
+                .iter()
+                .map(|output| (Vec::with_capacity(FLUSH_AT + 1024), Columns::new(output)))
+                .collect(),
             worker: worker.index % self.workers,
         }))
     }
@@ -466,18 +375,18 @@ impl Sink for DirSink {
 
 struct DirHandle {
     queues: Vec<Queue<Chunk>>,
-    buffers: [Vec<u8>; 5],
+    /// Per output, the JSON lines and the columns not yet handed over.
+    buffers: Vec<(Vec<u8>, Columns)>,
     /// The worker's index within its process.
     worker: usize,
 }
 
 impl DirHandle {
     fn send(&mut self, output: usize) -> anyhow::Result<()> {
-        let chunk = std::mem::replace(
-            &mut self.buffers[output],
-            Vec::with_capacity(FLUSH_AT + 1024),
-        );
-        self.give(output, Chunk::Rows(self.worker, chunk))
+        let (lines, columns) = &mut self.buffers[output];
+        let lines = std::mem::replace(lines, Vec::with_capacity(FLUSH_AT + 1024));
+        let rows = columns.batch()?;
+        self.give(output, Chunk::Rows(self.worker, lines, rows))
     }
 
     fn give(&mut self, output: usize, chunk: Chunk) -> anyhow::Result<()> {
@@ -488,10 +397,11 @@ impl DirHandle {
 impl SinkHandle for DirHandle {
     fn write(&mut self, record: &Record) -> anyhow::Result<()> {
         let output = record.output();
-        let buffer = &mut self.buffers[output];
-        serde_json::to_writer(&mut *buffer, record)?;
-        buffer.push(b'\n');
-        if buffer.len() >= FLUSH_AT {
+        let (lines, columns) = &mut self.buffers[output];
+        operators::json::write(record, lines);
+        lines.push(b'\n');
+        columns.push(record);
+        if lines.len() >= FLUSH_AT {
             self.send(output)?;
         }
         Ok(())
@@ -499,7 +409,7 @@ impl SinkHandle for DirHandle {
 
     fn flush(&mut self) -> anyhow::Result<()> {
         for output in 0..OUTPUTS.len() {
-            if !self.buffers[output].is_empty() {
+            if self.buffers[output].1.rows() > 0 {
                 self.send(output)?;
             }
         }

@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context};
-use operators::dataflow::{Record, OUTPUTS};
+use operators::dataflow::Record;
+use operators::output::OUTPUTS;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::Message;
 
@@ -160,7 +161,7 @@ impl Topics {
                 other => bail!("Kafka sink: unknown setting `{other}` (prefix, partitions)"),
             }
         }
-        let names = OUTPUTS.map(|output| format!("{prefix}{output}"));
+        let names = OUTPUTS.map(|output| format!("{prefix}{}", output.name));
         Ok(Topics {
             address,
             names,
@@ -306,7 +307,7 @@ struct KafkaHandle {
 impl SinkHandle for KafkaHandle {
     fn write(&mut self, record: &Record) -> anyhow::Result<()> {
         self.value.clear();
-        serde_json::to_writer(&mut self.value, record)?;
+        operators::json::write(record, &mut self.value);
         let output = record.output();
         if self
             .written
@@ -366,7 +367,7 @@ mod tests {
 
     #[test]
     fn records_not_yet_emitted_again_at_a_barrier_stay_pending_for_its_checkpoint() {
-        let topics = OUTPUTS.map(str::to_string);
+        let topics = OUTPUTS.map(|output| output.name.to_string());
         let record = |value: &str, offset| ((2, Some("A".to_string()), value.into()), 1, offset);
         let written = Written::new(vec![record("x", 7), record("y", 8), record("z", 9)]);
         // Emitted again in epoch 4 (before barrier 4) and 5 (after it).

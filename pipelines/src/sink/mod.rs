@@ -3,6 +3,7 @@
 //! sits behind bounded queues so a slow destination slows the source.
 
 pub mod clickhouse;
+pub mod columnar;
 pub mod dir;
 pub mod kafka;
 mod queue;
@@ -264,7 +265,7 @@ pub fn open(specs: &[SinkSpec], settings: &SinkSettings) -> anyhow::Result<Vec<A
                     settings.process,
                     settings.workers,
                     restore,
-                    commits(operators::dataflow::OUTPUTS.len()),
+                    commits(operators::output::OUTPUTS.len()),
                 )?) as Arc<dyn Sink>,
                 SinkKind::Kafka(topics) => Arc::new(kafka::KafkaSink::create(
                     topics,
