@@ -1,5 +1,6 @@
-//! Same input, same output: for any worker count, any batch size, and
-//! whether the orders come from the generator or from a file of them.
+//! Same input, same output: for any worker count, any batch size, any
+//! pace, and whether the orders come from the generator or from a file of
+//! them.
 
 use orderflow_tests as common;
 
@@ -50,6 +51,49 @@ fn worker_count_and_batch_size_change_nothing() {
             );
         }
     }
+}
+
+#[test]
+fn a_paced_run_gives_what_a_full_speed_one_gives_and_says_its_latency() {
+    let full = scratch("determinism-full-speed");
+    run("gen", &full, &GEN);
+    let paced = scratch("determinism-paced");
+    let sink = format!("dir:{}", paced.display());
+    let mut args = vec!["run", "--quiet", "--source", "gen", "--sink", &sink];
+    args.extend(GEN);
+    args.extend(["--workers", "2", "--rate", "100000"]);
+    let started = std::time::Instant::now();
+    let summary = orderflow(&args);
+    let took = started.elapsed();
+    // 60,000 orders at 100,000 a second: the last is due after 0.6 s.
+    assert!(took.as_secs_f64() >= 0.59, "paced run took {took:?}");
+    let latency = summary
+        .lines()
+        .find(|l| l.starts_with("latency p50 "))
+        .unwrap_or_else(|| panic!("no latency in {summary}"));
+    assert!(
+        latency.contains(" ms · p99 ") && latency.ends_with(" ms"),
+        "{latency}"
+    );
+    for output in OUTPUTS {
+        assert!(
+            sorted(&rows(&full, output)) == sorted(&rows(&paced, output)),
+            "{output} differs when paced"
+        );
+    }
+    let kafka = [
+        "run",
+        "--source",
+        "kafka://127.0.0.1:1/orders",
+        "--rate",
+        "10",
+    ];
+    let refused = std::process::Command::new(common::binary())
+        .args(kafka)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rate paces the gen and file"));
 }
 
 #[test]

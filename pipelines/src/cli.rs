@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// Do not draw the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Paces a `gen` or `file:` source to this many orders per second
+    /// (default: as fast as the pipeline goes), e.g. to measure latency
+    /// under a given load.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
     /// Keep durable state in this directory: books, open windows, every partition's position and watermark, and each sink's committed state, written atomically at batch boundaries. The same command resumes from the newest complete checkpoint there, and every sink ends up as after one uninterrupted run.
     #[arg(long, value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod cli;
 mod kafka;
+mod latency;
 mod progress;
 mod run;
 mod sink;

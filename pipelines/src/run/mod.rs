@@ -23,11 +23,12 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::checkpoint::{self, Checkpointer, Fingerprint};
 use crate::cli::{ReplayArgs, RunArgs};
+use crate::latency::Latency;
 use crate::progress::{Counters, Progress};
 use crate::sink::{self, Sink, SinkSettings, WorkerInfo};
 use crate::source::kafka::StartAt;
 use crate::source::SourceSpec;
-use reading::Reading;
+use reading::{Pace, Reading};
 use sinks::{Barriers, Failure, SinkWriter};
 
 /// Batches a worker may run ahead of its slowest downstream operator: enough
@@ -57,6 +58,8 @@ struct Job {
     replay: bool,
     /// Which outputs the sinks write, by index.
     outputs: [bool; OUTPUTS.len()],
+    pace: Option<Pace>,
+    latency: Arc<Latency>,
 }
 
 /// What the workers of a checkpointed run share.
@@ -97,6 +100,9 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 
 /// A run; `replay` names the checkpoints a replay starts from.
 fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
+    if args.rate.is_some() && args.source.starts_with("kafka:") {
+        bail!("--rate paces the gen and file: sources; a Kafka source goes at its topic's pace");
+    }
     let mut source = SourceSpec::parse(&args.source, &args.gen, args.kafka.read())?;
     let config = args.cluster.timely_config()?;
     let workers = args.cluster.workers;
@@ -186,6 +192,7 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
     )?;
     let checkpointer = checkpoints.as_ref().map(|c| Arc::clone(&c.checkpointer));
     let counters = Arc::new(Counters::default());
+    let latency = Arc::new(Latency::default());
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
     // Ctrl-C and SIGTERM alike; a second one while stopping exits at once.
@@ -221,6 +228,11 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
         replay: replay.is_some(),
         checkpoints,
         outputs: std::array::from_fn(|i| args.outputs.contains(&i)),
+        pace: args.rate.map(|rate| Pace {
+            rate: rate as f64,
+            started: Instant::now(),
+        }),
+        latency: Arc::clone(&latency),
     });
     let guards = timely::execute(config, move |worker| work(worker, &job))
         .map_err(|e| anyhow!("starting workers: {e}"))?;
@@ -233,6 +245,9 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
     }
     closed.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     println!("{}", counters.summary(started.elapsed()));
+    if let Some(latency) = latency.summary() {
+        println!("{latency}");
+    }
     if let Some(dir) = &replay {
         let from = match &resumed {
             Some(m) => format!("checkpoint {} in {}", m.id, dir.display()),
@@ -269,7 +284,14 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         &job.counters,
         &restored.marks,
     )?;
-    let mut reading = Reading::new(sources, job.batch, job.idle_timeout, job.replay);
+    let mut reading = Reading::new(
+        sources,
+        job.batch,
+        job.idle_timeout,
+        job.replay,
+        job.pace,
+        Arc::clone(&job.latency),
+    );
     let info = WorkerInfo {
         index,
         watermark: Rc::default(),
@@ -289,6 +311,7 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         failure: Rc::clone(&failure),
         counters: Arc::clone(&job.counters),
         outputs: job.outputs,
+        latency: job.latency.recorder(),
     };
 
     // This worker's share of the state resumed from: the books it owns;
@@ -361,11 +384,12 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
             control.advance_to(time);
         }
         // Run the dataflow; wait while the source is too far ahead of it.
-        worker.step_or_park(Some(if progressed {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(5)
-        }));
+        // Paced, a worker wakes when its next message is due.
+        let rest = reading
+            .pace
+            .as_ref()
+            .map_or(Duration::from_millis(5), Pace::rest);
+        worker.step_or_park(Some(if progressed { Duration::ZERO } else { rest }));
         while probe.less_than(&time.saturating_sub(BATCHES_IN_FLIGHT)) {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }

@@ -3,13 +3,42 @@
 //! watermark), so that a checkpoint knows where every partition stands.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use operators::dataflow::{Control, PartitionMark, Time};
 use operators::partition::Sequenced;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
+use crate::latency::Latency;
 use crate::source::{PartitionSource, Poll};
+
+const REST_MIN: Duration = Duration::from_micros(20);
+const REST_MAX: Duration = Duration::from_millis(5);
+
+/// Reading paced to `--rate`: the message at position `p` of the whole
+/// input (see [`PartitionSource::pace_position`]) is due `p / rate`
+/// seconds after the run started, so every partition keeps its natural
+/// share of the flow.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub rate: f64,
+    pub started: Instant,
+}
+
+impl Pace {
+    /// The position below which messages are due, for a partition that
+    /// started at `start`.
+    fn due(&self, start: u64) -> u64 {
+        start + (self.started.elapsed().as_secs_f64() * self.rate) as u64
+    }
+
+    /// How long a worker with nothing due rests: about until its next
+    /// message is due, but not so briefly that it spins.
+    pub fn rest(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate).clamp(REST_MIN, REST_MAX)
+    }
+}
 
 /// The partitions one worker owns, and where each stands.
 pub struct Reading {
@@ -27,6 +56,10 @@ pub struct Reading {
     /// A replay: its partitions end where its range does, not where their
     /// input does, so their end does not close the windows.
     replay: bool,
+    pub pace: Option<Pace>,
+    /// Each source's pace position when the run started.
+    starts: Vec<u64>,
+    latency: Arc<Latency>,
 }
 
 impl Reading {
@@ -35,8 +68,11 @@ impl Reading {
         batch_size: usize,
         idle_timeout: i64,
         replay: bool,
+        pace: Option<Pace>,
+        latency: Arc<Latency>,
     ) -> Reading {
         let count = sources.len();
+        let starts = sources.iter().map(|s| s.pace_position()).collect();
         Reading {
             sources,
             batch: Vec::with_capacity(batch_size),
@@ -47,6 +83,9 @@ impl Reading {
             in_flight: VecDeque::new(),
             idle_timeout,
             replay,
+            pace,
+            starts,
+            latency,
         }
     }
 
@@ -69,16 +108,37 @@ impl Reading {
             if !self.open[i] {
                 continue;
             }
-            let polled = source.poll(self.batch_size, &mut self.batch)?;
+            let (polled, held) = match &self.pace {
+                None => (source.poll(self.batch_size, &mut self.batch)?, false),
+                Some(pace) => {
+                    // One message at a time, while they are due.
+                    let due = pace.due(self.starts[i]);
+                    let mut polled = Poll::Idle;
+                    while self.batch.len() < self.batch_size && source.pace_position() < due {
+                        polled = source.poll(1, &mut self.batch)?;
+                        if polled != Poll::Ready {
+                            break;
+                        }
+                    }
+                    let held = polled == Poll::Idle && source.pace_position() >= due;
+                    match self.batch.is_empty() {
+                        true => (polled, held),
+                        false => (Poll::Ready, false),
+                    }
+                }
+            };
             let ready = polled == Poll::Ready;
             match polled {
                 Poll::Ready => {
                     self.last_data[i] = Instant::now();
                     self.in_flight.push_back((time, i, source.position().0));
                     orders.send_batch(&mut self.batch);
+                    self.latency.handed(time);
                     self.batch.clear();
                     progressed = true;
                 }
+                // Held back by the pace, it is not idle.
+                Poll::Idle if held => {}
                 Poll::Idle => {
                     let idle = self.last_data[i].elapsed().as_millis() as i64;
                     source.reader().idle(idle, self.idle_timeout);

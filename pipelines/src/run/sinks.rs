@@ -13,6 +13,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
+use crate::latency::Recorder;
 use crate::progress::Counters;
 use crate::sink::SinkHandle;
 
@@ -32,17 +33,20 @@ pub struct SinkWriter {
     pub counters: Arc<Counters>,
     /// Which outputs the sinks write, by index.
     pub outputs: [bool; OUTPUTS.len()],
+    pub latency: Recorder,
 }
 
 impl SinkWriter {
     /// Writes `records` to the sinks, flushing after every step.
     pub fn attach(mut self, records: StreamVec<'_, Time, Record>) {
+        let mut reached = Vec::new();
         records.sink(Pipeline, "Sinks", move |(input, frontier)| {
             input.for_each(|cap, records| {
                 // Records come in time order: one of a later time means
                 // every earlier checkpoint's records have been written.
                 if let Some(&time) = cap.least() {
                     self.pass_barriers(|t| t < time);
+                    reached.push((time, records.len()));
                 }
                 for record in records.drain(..) {
                     self.counters.count(&record);
@@ -63,6 +67,9 @@ impl SinkWriter {
                 if let Err(e) = handle.flush() {
                     self.failure.borrow_mut().get_or_insert(e);
                 }
+            }
+            for (time, records) in reached.drain(..) {
+                self.latency.reached(time, records);
             }
             self.pass_barriers(|t| !frontier.less_equal(&t));
             if frontier.is_empty() {

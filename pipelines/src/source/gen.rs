@@ -41,9 +41,10 @@ impl GenPartition {
 
 impl PartitionSource for GenPartition {
     fn poll(&mut self, max: usize, out: &mut Vec<Sequenced>) -> anyhow::Result<Poll> {
+        let start = out.len();
         for _ in 0..max {
             if !self.generator.next_into(&mut self.line) {
-                return Ok(if out.is_empty() {
+                return Ok(if out.len() == start {
                     Poll::Ended
                 } else {
                     Poll::Ready
@@ -65,6 +66,10 @@ impl PartitionSource for GenPartition {
 
     fn position(&self) -> (u64, u64) {
         (self.offset, 0)
+    }
+
+    fn pace_position(&self) -> u64 {
+        self.generator.position()
     }
 }
 

@@ -36,6 +36,11 @@ pub trait PartitionSource {
     /// Where reading resumes after everything polled so far: the next
     /// message's offset, and (for a file) the byte it starts at.
     fn position(&self) -> (u64, u64);
+    /// Where the next message stands in the whole input, for `--rate`:
+    /// the generator's global message index, a file's line.
+    fn pace_position(&self) -> u64 {
+        self.position().0
+    }
     /// Everything before `next_offset` has been through the dataflow: a
     /// source that reports progress elsewhere (a consumer group) may say so.
     fn processed(&mut self, _next_offset: u64) {}

@@ -1,0 +1,113 @@
+//! Latency from the moment a source hands a batch of messages to the
+//! dataflow to the moment the records derived from it reach the sink
+//! writers, as an HdrHistogram per worker merged at the end.
+//!
+//! Timely times are batch numbers, so the moment a batch was handed over
+//! is kept per time: the sink operator looks up the time of each chunk of
+//! records it takes. A time handed over by several workers keeps the
+//! earliest moment, so a figure is never lower than the truth.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use operators::dataflow::Time;
+
+/// Microseconds up to an hour, three significant digits.
+const HIGHEST_US: u64 = 3_600_000_000;
+/// Times kept after their hand-over: far more than can be in flight
+/// (workers run at most a few batches ahead of the sinks).
+const KEPT: Time = 4096;
+
+pub struct Latency {
+    started: Instant,
+    /// Microseconds after `started` at which each recent time was handed over.
+    handed: Mutex<BTreeMap<Time, u64>>,
+    merged: Mutex<Histogram<u64>>,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            started: Instant::now(),
+            handed: Mutex::default(),
+            merged: Mutex::new(histogram()),
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_US, 3).expect("valid histogram bounds")
+}
+
+impl Latency {
+    fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// A source handed over messages at `time`.
+    pub fn handed(&self, time: Time) {
+        let now = self.now_us();
+        if let Ok(mut handed) = self.handed.lock() {
+            handed.entry(time).or_insert(now);
+            if let Some(&oldest) = handed.keys().next() {
+                if oldest + KEPT < time {
+                    handed.retain(|t, _| t + KEPT >= time);
+                }
+            }
+        }
+    }
+
+    /// A worker's histogram, fed by its sink operator.
+    pub fn recorder(self: &Arc<Self>) -> Recorder {
+        Recorder {
+            latency: Arc::clone(self),
+            histogram: histogram(),
+        }
+    }
+
+    /// `latency p50 X ms · p99 Y ms · max Z ms`, or `None` when nothing
+    /// was measured.
+    pub fn summary(&self) -> Option<String> {
+        let merged = self.merged.lock().ok()?;
+        if merged.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| Duration::from_micros(us).as_secs_f64() * 1e3;
+        Some(format!(
+            "latency p50 {:.3} ms · p99 {:.3} ms · max {:.3} ms",
+            ms(merged.value_at_quantile(0.5)),
+            ms(merged.value_at_quantile(0.99)),
+            ms(merged.max()),
+        ))
+    }
+}
+
+/// One worker's latencies, merged into the run's when dropped.
+pub struct Recorder {
+    latency: Arc<Latency>,
+    histogram: Histogram<u64>,
+}
+
+impl Recorder {
+    /// `records` of batch `time` reached the sink writers now.
+    pub fn reached(&mut self, time: Time, records: usize) {
+        let handed = match self.latency.handed.lock() {
+            Ok(handed) => handed.get(&time).copied(),
+            Err(_) => None,
+        };
+        if let Some(handed) = handed {
+            let us = self.latency.now_us().saturating_sub(handed).max(1);
+            self.histogram.saturating_record_n(us, records as u64);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Ok(mut merged) = self.latency.merged.lock() {
+            let _ = merged.add(&self.histogram);
+        }
+    }
+}
