@@ -1,19 +1,67 @@
 #!/usr/bin/env bash
-# Benchmarks: the book on exchange-core's mix (criterion), then end to end
-# `orderflow run --source gen` on N orders (default 10M) with 1 and 2 workers.
-# Usage: scripts/bench.sh [ORDERS]
+# Throughput, latency and memory in one table (README "Performance"):
+#   - the book on exchange-core's mix, with a few thousand and with a
+#     million resting orders (criterion);
+#   - `orderflow run` end to end into `dir:`: the generator on 1 and 2
+#     workers, one hot symbol, a JSONL file of the same orders;
+#   - latency paced at 100k and 1M orders/s on 2 workers;
+#   - max RSS at 1M and at ORDERS orders.
+# Usage: scripts/bench.sh [ORDERS]   (default 10M)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 orders="${1:-10000000}"
 
-cargo bench -p orderflow-operators --bench book
+cargo bench -p orderflow-operators --bench book 2>&1 | tee /tmp/orderflow-bench-book.txt |
+  grep -E "^book/|thrpt:"
 build release
-out="$(mktemp -d)"
-for workers in 1 2; do
-  echo "== orderflow run --source gen --orders $orders --workers $workers"
-  /usr/bin/time -f "wall %es · max RSS %M KiB" \
-    "$bin/orderflow" run --quiet --source gen --orders "$orders" \
-    --workers "$workers" --sink "dir:$out/w$workers"
-done
-rm -rf "$out"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+rows=()
+
+# The median of criterion's throughput for bench $1, as "8.46M ops/s".
+book() {
+  grep -A3 -E "^book/$1( |$)" /tmp/orderflow-bench-book.txt | grep -m1 "thrpt:" |
+    sed -E 's/.*thrpt: *\[[^ ]+ [^ ]+ ([^ ]+) Melem\/s .*/\1M ops\/s/'
+}
+rows+=("| book, exchange-core mix (few thousand resting) | $(book exchange_core_mix) |")
+rows+=("| book, exchange-core mix, 1M resting orders | $(book exchange_core_mix_1m_resting) |")
+
+# run LABEL ARGS…: one run into a fresh dir; its summary, latency and max RSS.
+run() {
+  local label="$1"
+  shift
+  rm -rf "$scratch/out"
+  /usr/bin/time -f "rss %M" -o "$scratch/time" \
+    "$bin/orderflow" run --quiet --sink "dir:$scratch/out" "$@" >"$scratch/summary"
+  summary="$(head -1 "$scratch/summary")"
+  latency="$(grep '^latency' "$scratch/summary" | sed 's/^latency //')"
+  rss="$(awk '/^rss/ {printf "%.0f MiB", $2 / 1024}' "$scratch/time")"
+  rate="${summary##*· }"
+  echo "$label: $summary · max RSS $rss" >&2
+}
+
+m=$((orders / 1000000))M
+run "gen $m, 1 worker" --orders "$orders" --workers 1
+rows+=("| gen $m → dir, 1 worker | $rate · max RSS $rss |")
+run "gen $m, 2 workers" --orders "$orders" --workers 2
+rows+=("| gen $m → dir, 2 workers | $rate · max RSS $rss |")
+rss_all="$rss"
+run "gen $m, hot share 0.9, 2 workers" --orders "$orders" --workers 2 --hot-share 0.9
+rows+=("| gen $m, \`--hot-share 0.9\` → dir, 2 workers | $rate · max RSS $rss |")
+"$bin/orderflow" gen --orders "$orders" --out "$scratch/orders.jsonl"
+run "file of $m lines, 2 workers" --source "file:$scratch/orders.jsonl" --workers 2
+rows+=("| file of $m lines → dir, 2 workers | $rate · max RSS $rss |")
+rm "$scratch/orders.jsonl"
+run "paced 100k/s, 2 workers" --orders 3000000 --workers 2 --rate 100000
+rows+=("| latency at 100k orders/s paced, 2 workers | $latency |")
+run "paced 1M/s, 2 workers" --orders 5000000 --workers 2 --rate 1000000
+rows+=("| latency at 1M orders/s paced, 2 workers ($rate reached) | $latency |")
+run "gen 1M, 2 workers" --orders 1000000 --workers 2
+rows+=("| max RSS, 1M orders vs $m, 2 workers | $rss vs $rss_all |")
+
+echo
+echo "$(nproc) cores · $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) · $(date -u +%F)"
+echo "| measure | figure |"
+echo "|---|---|"
+printf '%s\n' "${rows[@]}"

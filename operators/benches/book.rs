@@ -1,6 +1,7 @@
 //! The order book on exchange-core's benchmark mix: 9% GTC, 3% IOC,
 //! 6% cancel, 82% move (replace to a new price), on one symbol with a few
-//! thousand resting orders. Reports book operations per second.
+//! thousand resting orders, and again with a million resting orders spread
+//! over many levels. Reports book operations per second.
 //!
 //! `cargo bench -p orderflow-operators --bench book`
 
@@ -12,19 +13,22 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const MESSAGES: usize = 1_000_000;
-const MID: i64 = 10_000;
+const MID: i64 = 100_000;
 
-fn mix() -> Vec<OrderMsg> {
+/// The messages that place `resting` orders (up to `spread` ticks from the
+/// mid), and the mix that follows, which is what is timed.
+fn mix(resting: usize, spread: i64) -> (Vec<OrderMsg>, Vec<OrderMsg>) {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut live: Vec<(u64, Side)> = Vec::new();
     let mut next = 0u64;
-    let mut messages = Vec::with_capacity(MESSAGES);
+    let mut messages = Vec::with_capacity(resting + MESSAGES);
     // Start from a populated book, as exchange-core does.
-    let warm = (0..2_000).map(|_| 0u32);
+    let warm = (0..resting).map(|_| 0u32);
     let roll = warm
-        .chain((0..MESSAGES - 2_000).map(|_| rng.random_range(1..=100u32)))
+        .chain((0..MESSAGES).map(|_| rng.random_range(1..=100u32)))
         .collect::<Vec<_>>();
-    for r in roll {
+    for (i, r) in roll.into_iter().enumerate() {
+        let spread = if i < resting { spread } else { 200 };
         let (id, command) = match r {
             _ if r <= 12 || live.is_empty() => {
                 next += 1;
@@ -38,7 +42,7 @@ fn mix() -> Vec<OrderMsg> {
                 let away = if ioc {
                     -rng.random_range(0..5)
                 } else {
-                    rng.random_range(1..200)
+                    rng.random_range(1..spread)
                 };
                 let price = if side == Side::Buy {
                     MID - away
@@ -91,27 +95,41 @@ fn mix() -> Vec<OrderMsg> {
             ts: 0,
         });
     }
-    messages
+    let timed = messages.split_off(resting);
+    (messages, timed)
 }
 
 fn book(c: &mut Criterion) {
-    let messages = mix();
     let mut group = c.benchmark_group("book");
-    group.throughput(Throughput::Elements(messages.len() as u64));
+    group.throughput(Throughput::Elements(MESSAGES as u64));
     group.sample_size(10);
-    group.bench_function("exchange_core_mix", |b| {
-        b.iter_batched(
-            || (OrderBook::new("BENCH".into()), BookOutput::default()),
-            |(mut book, mut out)| {
-                for msg in &messages {
-                    book.apply(msg, &mut out);
-                    out.clear();
-                }
-                book
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for (name, resting, spread) in [
+        ("exchange_core_mix", 2_000, 200),
+        ("exchange_core_mix_1m_resting", 1_000_000, 20_000),
+    ] {
+        let (warm, timed) = mix(resting, spread);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let mut book = OrderBook::new("BENCH".into());
+                    let mut out = BookOutput::default();
+                    for msg in &warm {
+                        book.apply(msg, &mut out);
+                        out.clear();
+                    }
+                    (book, out)
+                },
+                |(mut book, mut out)| {
+                    for msg in &timed {
+                        book.apply(msg, &mut out);
+                        out.clear();
+                    }
+                    book
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 
