@@ -2,8 +2,10 @@
 //! every output to its table (DDL in `schemas/clickhouse/`), plus a row of
 //! `pipeline_metrics` per worker every few seconds.
 //!
-//! Each worker batches its records by rows and time and hands full batches
-//! to its own writer thread through a queue of `Q` batches: when ClickHouse
+//! Each worker encodes its records as RowBinary rows as they come (laid out
+//! by [`rows`] from the outputs' description and the tables' DDL), batches
+//! them by rows and time and hands full batches to its own writer thread
+//! through a queue of `Q` batches: when ClickHouse
 //! is slow or gone the queue fills, the worker waits, and so does the
 //! source; memory stays at `Q + 2` batches per worker. A batch is inserted
 //! table by table as RowBinary, retried with exponential backoff while the
@@ -21,13 +23,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use clickhouse::{Client, Row, RowWrite};
+use clickhouse::{Client, Row};
 use operators::dataflow::Record;
-use operators::output::{Bbo, Candle, Event, Late, Status, Trade};
+use operators::output::{Status, OUTPUTS};
 use serde::Serialize;
+
+mod rows;
 
 use super::queue::{Items, Queue, Writers};
 use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
+use rows::Layout;
 
 /// The tables' DDL, in creation order; each is `CREATE TABLE IF NOT EXISTS`.
 pub const DDL: [(&str, &str); 6] = [
@@ -316,6 +321,7 @@ pub fn prepare(address: &ClickHouseAddress, create: bool) -> anyhow::Result<()> 
 
 pub struct ClickHouseSink {
     address: ClickHouseAddress,
+    layouts: Arc<Vec<Layout>>,
     process: usize,
     writers: Arc<Writers>,
     commits: Option<Arc<Commits>>,
@@ -330,8 +336,10 @@ impl ClickHouseSink {
         commits: Option<Arc<Commits>>,
     ) -> anyhow::Result<ClickHouseSink> {
         prepare(address, create)?;
+        let ddl = |table: &str| DDL.iter().find(|(t, _)| *t == table).map(|(_, d)| *d);
         Ok(ClickHouseSink {
             address: address.clone(),
+            layouts: Arc::new(rows::layouts(ddl)?),
             process,
             writers: Writers::new("ClickHouse"),
             commits,
@@ -346,6 +354,7 @@ impl Sink for ClickHouseSink {
             retry_for: self.address.retry_for,
             worker: worker.index,
             commits: self.commits.clone(),
+            layouts: Arc::clone(&self.layouts),
         };
         let queue = self.writers.start(
             format!("clickhouse-{}", worker.index),
@@ -354,6 +363,7 @@ impl Sink for ClickHouseSink {
         )?;
         Ok(Box::new(ClickHouseHandle {
             batch: Batch::default(),
+            layouts: Arc::clone(&self.layouts),
             since: Instant::now(),
             queue: Some(queue),
             writers: Arc::clone(&self.writers),
@@ -374,14 +384,11 @@ impl Sink for ClickHouseSink {
     }
 }
 
-/// One worker's records on their way to the tables.
+/// One worker's records on their way to the tables, already encoded.
 #[derive(Default)]
 struct Batch {
-    events: Vec<Event>,
-    trades: Vec<Trade>,
-    bbo: Vec<Bbo>,
-    candles: Vec<Candle>,
-    late: Vec<Late>,
+    /// Per output (in `OUTPUTS` order), its rows as RowBinary and how many.
+    tables: [(Vec<u8>, usize); OUTPUTS.len()],
     metrics: Vec<MetricsRow>,
     /// The checkpoint that ends with this batch, if one does.
     barrier: Option<u64>,
@@ -389,22 +396,7 @@ struct Batch {
 
 impl Batch {
     fn len(&self) -> usize {
-        self.events.len()
-            + self.trades.len()
-            + self.bbo.len()
-            + self.candles.len()
-            + self.late.len()
-            + self.metrics.len()
-    }
-
-    fn push(&mut self, record: &Record) {
-        match record {
-            Record::Event(e) => self.events.push(e.clone()),
-            Record::Trade(t) => self.trades.push(t.clone()),
-            Record::Bbo(b) => self.bbo.push(b.clone()),
-            Record::Candle(c) => self.candles.push(c.clone()),
-            Record::Late(l) => self.late.push(l.clone()),
-        }
+        self.tables.iter().map(|(_, rows)| rows).sum::<usize>() + self.metrics.len()
     }
 }
 
@@ -470,6 +462,7 @@ fn now_ms() -> i64 {
 
 struct ClickHouseHandle {
     batch: Batch,
+    layouts: Arc<Vec<Layout>>,
     /// When the batch got its first row.
     since: Instant,
     /// `None` once closed.
@@ -502,7 +495,10 @@ impl SinkHandle for ClickHouseHandle {
             self.since = Instant::now();
         }
         self.metrics.count(record);
-        self.batch.push(record);
+        let output = record.output();
+        let (rows, count) = &mut self.batch.tables[output];
+        self.layouts[output].encode(record, rows);
+        *count += 1;
         if self.batch.len() >= self.batch_rows {
             self.send()?;
         }
@@ -550,6 +546,7 @@ struct Writer {
     retry_for: Duration,
     worker: usize,
     commits: Option<Arc<Commits>>,
+    layouts: Arc<Vec<Layout>>,
 }
 
 impl Writer {
@@ -560,7 +557,7 @@ impl Writer {
                 "inserting a batch",
                 self.retry_for,
                 transient_while_inserting,
-                || runtime.block_on(insert(&self.client, &batch)),
+                || runtime.block_on(insert(&self.client, &self.layouts, &batch)),
             )?;
             if let (Some(id), Some(commits)) = (batch.barrier, &self.commits) {
                 commits.arrive(id, self.worker, SinkState::Delivered)?;
@@ -572,179 +569,26 @@ impl Writer {
 
 /// Inserts a batch table by table. A retry re-sends all of it: rows that
 /// were already written collapse with their copies.
-async fn insert(client: &Client, batch: &Batch) -> clickhouse::error::Result<()> {
-    insert_rows::<_, EventRow>(client, "events", &batch.events, EventRow::of).await?;
-    insert_rows::<_, TradeRow>(client, "trades", &batch.trades, TradeRow::of).await?;
-    insert_rows::<_, BboRow>(client, "bbo", &batch.bbo, BboRow::of).await?;
-    insert_rows::<_, CandleRow>(client, "candles", &batch.candles, CandleRow::of).await?;
-    insert_rows::<_, LateRow>(client, "late", &batch.late, LateRow::of).await?;
-    insert_rows::<_, MetricsRow>(client, "pipeline_metrics", &batch.metrics, |m| *m).await
-}
-
-async fn insert_rows<T, R: RowWrite>(
+async fn insert(
     client: &Client,
-    table: &str,
-    items: &[T],
-    row: impl for<'a> Fn(&'a T) -> R::Value<'a>,
+    layouts: &[Layout],
+    batch: &Batch,
 ) -> clickhouse::error::Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let mut insert = client.insert::<R>(table).await?;
-    for item in items {
-        insert.write(&row(item)).await?;
-    }
-    insert.end().await
-}
-
-// Rows as the tables' columns, in their order. Decimal(18, 8) is the
-// scaled i64 of `Fixed`, Decimal(38, 8) the scaled i128 of `Wide`; enums
-// are their Enum8 codes.
-
-#[derive(Row, Serialize)]
-struct EventRow<'a> {
-    symbol: &'a str,
-    order_id: Option<&'a str>,
-    seq: u64,
-    status: i8,
-    reason: Option<String>,
-    ts: i64,
-    raw: Option<&'a str>,
-    source_partition: u32,
-    source_offset: u64,
-}
-
-impl EventRow<'_> {
-    fn of(e: &Event) -> EventRow<'_> {
-        EventRow {
-            symbol: e.symbol.as_deref().unwrap_or(""),
-            order_id: e.order_id.as_deref(),
-            seq: e.seq.unwrap_or(0),
-            status: e.status as i8 + 1,
-            reason: e.reason.map(|r| r.to_string()),
-            ts: e.ts,
-            raw: e.raw.as_deref(),
-            source_partition: e.origin.0,
-            source_offset: e.origin.1,
+    for (layout, (rows, count)) in layouts.iter().zip(&batch.tables) {
+        if *count > 0 {
+            let mut insert = client.insert_formatted_with(layout.insert.clone());
+            insert.send(bytes::Bytes::copy_from_slice(rows)).await?;
+            insert.end().await?;
         }
     }
-}
-
-#[derive(Row, Serialize)]
-struct TradeRow<'a> {
-    symbol: &'a str,
-    seq: u64,
-    price: i64,
-    qty: i64,
-    maker_order_id: &'a str,
-    taker_order_id: &'a str,
-    taker_side: i8,
-    ts: i64,
-}
-
-impl TradeRow<'_> {
-    fn of(t: &Trade) -> TradeRow<'_> {
-        TradeRow {
-            symbol: &t.symbol,
-            seq: t.seq,
-            price: t.price.0,
-            qty: t.qty.0,
-            maker_order_id: &t.maker_order_id,
-            taker_order_id: &t.taker_order_id,
-            taker_side: t.taker_side as i8 + 1,
-            ts: t.ts,
+    if !batch.metrics.is_empty() {
+        let mut insert = client.insert::<MetricsRow>("pipeline_metrics").await?;
+        for row in &batch.metrics {
+            insert.write(row).await?;
         }
+        insert.end().await?;
     }
-}
-
-#[derive(Row, Serialize)]
-struct BboRow<'a> {
-    symbol: &'a str,
-    seq: u64,
-    bid: Option<i64>,
-    bid_qty: Option<i64>,
-    ask: Option<i64>,
-    ask_qty: Option<i64>,
-    ts: i64,
-}
-
-impl BboRow<'_> {
-    fn of(b: &Bbo) -> BboRow<'_> {
-        BboRow {
-            symbol: &b.symbol,
-            seq: b.seq,
-            bid: b.bid.map(|p| p.0),
-            bid_qty: b.bid_qty.map(|q| q.0),
-            ask: b.ask.map(|p| p.0),
-            ask_qty: b.ask_qty.map(|q| q.0),
-            ts: b.ts,
-        }
-    }
-}
-
-#[derive(Row, Serialize)]
-struct CandleRow<'a> {
-    symbol: &'a str,
-    candle_interval: String,
-    window_start: i64,
-    window_end: i64,
-    open: i64,
-    high: i64,
-    low: i64,
-    close: i64,
-    volume: i128,
-    vwap: i128,
-    trades: u64,
-    version: u32,
-}
-
-impl CandleRow<'_> {
-    fn of(c: &Candle) -> CandleRow<'_> {
-        CandleRow {
-            symbol: &c.symbol,
-            candle_interval: c.interval.to_string(),
-            window_start: c.window_start,
-            window_end: c.window_end,
-            open: c.open.0,
-            high: c.high.0,
-            low: c.low.0,
-            close: c.close.0,
-            volume: c.volume.0,
-            vwap: c.vwap.0,
-            trades: c.trades,
-            version: c.version,
-        }
-    }
-}
-
-#[derive(Row, Serialize)]
-struct LateRow<'a> {
-    symbol: &'a str,
-    seq: u64,
-    price: i64,
-    qty: i64,
-    maker_order_id: &'a str,
-    taker_order_id: &'a str,
-    taker_side: i8,
-    ts: i64,
-    candle_interval: String,
-}
-
-impl LateRow<'_> {
-    fn of(l: &Late) -> LateRow<'_> {
-        let t = TradeRow::of(&l.trade);
-        LateRow {
-            symbol: t.symbol,
-            seq: t.seq,
-            price: t.price,
-            qty: t.qty,
-            maker_order_id: t.maker_order_id,
-            taker_order_id: t.taker_order_id,
-            taker_side: t.taker_side,
-            ts: t.ts,
-            candle_interval: l.interval.to_string(),
-        }
-    }
+    Ok(())
 }
 
 #[derive(Row, Serialize, Clone, Copy)]
