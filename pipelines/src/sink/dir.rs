@@ -35,7 +35,7 @@ use super::queue::{Items, Queue, Writers};
 use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
 
 /// Bytes a worker buffers per output before handing them over.
-const FLUSH_AT: usize = 1 << 16;
+const FLUSH_AT: usize = 1 << 18;
 
 pub struct DirSink {
     queues: Mutex<Option<Vec<Queue<Chunk>>>>,
