@@ -178,6 +178,11 @@ impl<D> Stash<D> {
             .append(data);
     }
 
+    /// The earliest time held.
+    fn first(&self) -> Option<Time> {
+        self.times.keys().next().copied()
+    }
+
     /// Removes and returns, in time order, the times no input can still send.
     fn ready(&mut self, frontiers: &[&MutableAntichain<Time>]) -> Vec<(Capability<Time>, Vec<D>)> {
         let mut ready = Vec::new();
@@ -317,6 +322,31 @@ fn ready<A, B>(
     ready
 }
 
+/// Folds one record of the books into its partition's windows and passes
+/// on what it yields: the record itself, then any candles and late trades.
+fn fold(
+    item: BookRecord,
+    partitions: &mut BTreeMap<u32, Windows>,
+    spec: &CandleSpec,
+    candles: &mut Vec<Candle>,
+    late: &mut Vec<Late>,
+    mut give: impl FnMut(Record),
+) {
+    match item {
+        BookRecord::Progress {
+            partition,
+            watermark,
+        } => windows(partitions, partition, spec).advance(watermark, candles),
+        BookRecord::Trade { partition, trade } => {
+            windows(partitions, partition, spec).add(&trade, candles, late);
+            give(Record::Trade(trade));
+        }
+        BookRecord::Record(record) => give(record),
+    }
+    candles.drain(..).map(Record::Candle).for_each(&mut give);
+    late.drain(..).map(Record::Late).for_each(give);
+}
+
 fn book<'a>(
     books: &'a mut FxHashMap<crate::order::Symbol, OrderBook>,
     symbol: &crate::order::Symbol,
@@ -377,11 +407,6 @@ impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
             // Held at the inputs' frontier, for the final flush only.
             let mut hold = Some(cap);
             move |(input, frontier), (control, control_frontier), output| {
-                input.for_each(|cap, data| {
-                    if let Some(cap) = cap.retain_least(0) {
-                        records.push(cap, data);
-                    }
-                });
                 control.for_each(|cap, data| {
                     if let Some(cap) = cap.retain_least(0) {
                         controls.push(cap, data);
@@ -391,24 +416,9 @@ impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
                 for (_, (cap, batch, control)) in ready(&mut records, &mut controls, inputs) {
                     let mut session = output.session(&cap);
                     for item in batch {
-                        match item {
-                            BookRecord::Progress {
-                                partition,
-                                watermark,
-                            } => windows(&mut partitions, partition, &spec)
-                                .advance(watermark, &mut candles),
-                            BookRecord::Trade { partition, trade } => {
-                                windows(&mut partitions, partition, &spec).add(
-                                    &trade,
-                                    &mut candles,
-                                    &mut late,
-                                );
-                                session.give(Record::Trade(trade));
-                            }
-                            BookRecord::Record(record) => session.give(record),
-                        }
-                        session.give_iterator(candles.drain(..).map(Record::Candle));
-                        session.give_iterator(late.drain(..).map(Record::Late));
+                        fold(item, &mut partitions, &spec, &mut candles, &mut late, |r| {
+                            session.give(r)
+                        });
                     }
                     for item in &control {
                         if let Control::Mark(mark) = item {
@@ -426,6 +436,31 @@ impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
                         on_snapshot(*cap.time(), id, snapshot);
                     }
                 }
+                input.for_each(|cap, data| {
+                    let Some(cap) = cap.retain_least(0) else {
+                        return;
+                    };
+                    let time = *cap.time();
+                    // Records go straight through (no copy into the stash)
+                    // once every earlier time is done and none of their own
+                    // time waits: their time's controls still come after
+                    // them, applied when the time is complete.
+                    let direct = records.first().is_none_or(|t| t > time)
+                        && controls.first().is_none_or(|t| t >= time)
+                        && inputs
+                            .iter()
+                            .all(|f| f.frontier().iter().all(|t| *t >= time));
+                    if direct {
+                        let mut session = output.session(&cap);
+                        for item in data.drain(..) {
+                            fold(item, &mut partitions, &spec, &mut candles, &mut late, |r| {
+                                session.give(r)
+                            });
+                        }
+                    } else {
+                        records.push(cap, data);
+                    }
+                });
                 let least = inputs
                     .iter()
                     .filter_map(|f| f.frontier().iter().min().copied())
