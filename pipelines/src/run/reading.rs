@@ -33,6 +33,26 @@ impl Pace {
         start + (self.started.elapsed().as_secs_f64() * self.rate) as u64
     }
 
+    /// Polls `source` (which started at `start`) one message at a time
+    /// while its messages are due, up to `max` in `out`.
+    fn poll(
+        &self,
+        start: u64,
+        source: &mut dyn PartitionSource,
+        max: usize,
+        out: &mut Vec<Sequenced>,
+    ) -> anyhow::Result<Poll> {
+        let due = self.due(start);
+        let mut polled = Poll::Held;
+        while out.len() < max && source.pace_position() < due {
+            polled = source.poll(1, out)?;
+            if polled != Poll::Ready {
+                break;
+            }
+        }
+        Ok(if out.is_empty() { polled } else { Poll::Ready })
+    }
+
     /// How long a worker with nothing due rests: about until its next
     /// message is due, but not so briefly that it spins.
     pub fn rest(&self) -> Duration {
@@ -108,24 +128,14 @@ impl Reading {
             if !self.open[i] {
                 continue;
             }
-            let (polled, held) = match &self.pace {
-                None => (source.poll(self.batch_size, &mut self.batch)?, false),
-                Some(pace) => {
-                    // One message at a time, while they are due.
-                    let due = pace.due(self.starts[i]);
-                    let mut polled = Poll::Idle;
-                    while self.batch.len() < self.batch_size && source.pace_position() < due {
-                        polled = source.poll(1, &mut self.batch)?;
-                        if polled != Poll::Ready {
-                            break;
-                        }
-                    }
-                    let held = polled == Poll::Idle && source.pace_position() >= due;
-                    match self.batch.is_empty() {
-                        true => (polled, held),
-                        false => (Poll::Ready, false),
-                    }
-                }
+            let polled = match &self.pace {
+                None => source.poll(self.batch_size, &mut self.batch)?,
+                Some(pace) => pace.poll(
+                    self.starts[i],
+                    source.as_mut(),
+                    self.batch_size,
+                    &mut self.batch,
+                )?,
             };
             let ready = polled == Poll::Ready;
             match polled {
@@ -137,8 +147,7 @@ impl Reading {
                     self.batch.clear();
                     progressed = true;
                 }
-                // Held back by the pace, it is not idle.
-                Poll::Idle if held => {}
+                Poll::Held => {}
                 Poll::Idle => {
                     let idle = self.last_data[i].elapsed().as_millis() as i64;
                     source.reader().idle(idle, self.idle_timeout);

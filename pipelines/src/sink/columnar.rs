@@ -51,7 +51,6 @@ pub struct Columns {
     builders: Vec<Builder>,
     /// The column the next value goes to.
     next: usize,
-    rows: usize,
 }
 
 impl Columns {
@@ -69,18 +68,12 @@ impl Columns {
             schema: Arc::new(schema(output)),
             builders: builders.collect(),
             next: 0,
-            rows: 0,
         }
     }
 
     pub fn push(&mut self, record: &Record) {
         self.next = 0;
         record.values(self);
-        self.rows += 1;
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
     }
 
     /// The rows pushed since the last batch, as a batch.
@@ -94,7 +87,6 @@ impl Columns {
                 Builder::Time(b) => Arc::new(b.finish()),
             }
         });
-        self.rows = 0;
         RecordBatch::try_new(Arc::clone(&self.schema), columns.collect())
     }
 

@@ -409,7 +409,7 @@ impl SinkHandle for DirHandle {
 
     fn flush(&mut self) -> anyhow::Result<()> {
         for output in 0..OUTPUTS.len() {
-            if self.buffers[output].1.rows() > 0 {
+            if !self.buffers[output].0.is_empty() {
                 self.send(output)?;
             }
         }

@@ -24,6 +24,8 @@ pub enum Poll {
     Ready,
     /// Nothing now; maybe later.
     Idle,
+    /// Nothing due yet under `--rate`: paced, not idle.
+    Held,
     /// The partition has ended (a bounded source).
     Ended,
 }
