@@ -215,6 +215,9 @@ impl Generator {
     /// stream has ended.
     pub fn next_into(&mut self, out: &mut String) -> bool {
         out.clear();
+        if !self.has_messages() {
+            return false;
+        }
         loop {
             if self.spec.orders.is_some_and(|n| self.next >= n) {
                 return false;
@@ -233,6 +236,20 @@ impl Generator {
                 .get_or_insert_with(|| Flow::new(self.spec.seed, symbol));
             flow.write(self.spec.start_ts + i as i64, out);
             return true;
+        }
+    }
+
+    /// Whether any message can fall in this generator's partition: one that
+    /// no symbol maps to (more partitions than symbols, or every message
+    /// for the hot symbol) would otherwise search an endless stream forever.
+    fn has_messages(&self) -> bool {
+        let Some(p) = self.partition else {
+            return true;
+        };
+        let symbols = self.spec.symbols.max(1);
+        match self.spec.hot_share >= 1.0 {
+            true => p == 0,
+            false => p < symbols,
         }
     }
 
@@ -292,6 +309,25 @@ mod tests {
             partitions: 3,
             ..GenSpec::default()
         }
+    }
+
+    #[test]
+    fn an_endless_streams_partition_without_symbols_ends_at_once() {
+        let endless = GenSpec {
+            orders: None,
+            symbols: 3,
+            partitions: 8,
+            ..GenSpec::default()
+        };
+        let mut line = String::new();
+        assert!(!Generator::for_partition(endless.clone(), 5).next_into(&mut line));
+        assert!(Generator::for_partition(endless.clone(), 2).next_into(&mut line));
+        let all_hot = GenSpec {
+            hot_share: 1.0,
+            ..endless
+        };
+        assert!(!Generator::for_partition(all_hot.clone(), 1).next_into(&mut line));
+        assert!(Generator::for_partition(all_hot, 0).next_into(&mut line));
     }
 
     #[test]

@@ -139,6 +139,36 @@ impl std::fmt::Display for Reason {
     }
 }
 
+impl Reason {
+    /// Each reason's kind (the field left out), as a metrics label.
+    pub const KINDS: [&'static str; 9] = [
+        "malformed",
+        "missing",
+        "invalid",
+        "too_precise",
+        "duplicate",
+        "unknown",
+        "remainder",
+        "unfillable",
+        "no_liquidity",
+    ];
+
+    /// The index of the reason's kind in [`Reason::KINDS`].
+    pub fn kind(self) -> usize {
+        match self {
+            Reason::Malformed => 0,
+            Reason::Missing(_) => 1,
+            Reason::Invalid(_) => 2,
+            Reason::TooPrecise(_) => 3,
+            Reason::Duplicate => 4,
+            Reason::Unknown => 5,
+            Reason::Remainder => 6,
+            Reason::Unfillable => 7,
+            Reason::NoLiquidity => 8,
+        }
+    }
+}
+
 /// A message that failed validation, with what could still be read of it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rejected {

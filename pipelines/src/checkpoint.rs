@@ -255,6 +255,9 @@ pub struct Stats {
     pub last_id: Option<u64>,
     pub last_bytes: u64,
     pub max_duration: Duration,
+    /// When the last one completed, and how long it took.
+    pub last_at: Option<Instant>,
+    pub last_duration: Duration,
 }
 
 /// Takes parts from every worker and sink and completes checkpoints.
@@ -458,6 +461,8 @@ impl Collector {
             stats.last_id = Some(id);
             stats.last_bytes = manifest.bytes;
             stats.max_duration = stats.max_duration.max(started.elapsed());
+            stats.last_at = Some(Instant::now());
+            stats.last_duration = started.elapsed();
         }
         tracing::info!(
             "checkpoint {id}: {} bytes in {} ms",

@@ -19,6 +19,15 @@ use crate::source::kafka::{KafkaRead, StartAt, StopAt};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines on stderr look: `text` (coloured on a terminal) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,6 +44,9 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
+    /// Read settings from this TOML file: any of these flags, by the same name (`sinks` a list). Flags given here override it, and `ORDERFLOW_*` environment variables (e.g. ORDERFLOW_RATE; a list separated by spaces) override the file.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
     /// Where orders come from: `gen` (the built-in generator), `file:PATH.jsonl`, `file:-` for stdin, or `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`.
     #[arg(long, default_value = "gen")]
     pub source: String,
@@ -70,6 +82,9 @@ pub struct RunArgs {
     /// under a given load.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
+    /// Serve metrics, live streams and a chart over HTTP at this address, e.g. `127.0.0.1:8080` (port 0: any free port; the address is printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<std::net::SocketAddr>,
     /// Keep durable state in this directory: books, open windows, every partition's position and watermark, and each sink's committed state, written atomically at batch boundaries. The same command resumes from the newest complete checkpoint there, and every sink ends up as after one uninterrupted run.
     #[arg(long, value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,
@@ -200,6 +215,22 @@ pub struct GenFlags {
     /// Partitions the symbols are keyed into.
     #[arg(long, default_value_t = 8)]
     pub partitions: u32,
+    /// Event time of the first order: `now`, or ms since the Unix epoch. Orders are 1 ms apart, so at `--rate 1000` event time keeps pace with the clock (a live demo's candles land at the current time).
+    #[arg(long, default_value = "1700000000000", value_parser = parse_start_time)]
+    pub start_time: i64,
+}
+
+/// `now` or ms since the Unix epoch.
+fn parse_start_time(text: &str) -> Result<i64, String> {
+    match text {
+        "now" => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_millis() as i64),
+        ms => ms
+            .parse()
+            .map_err(|_| format!("`{ms}`: expected `now` or ms since the Unix epoch")),
+    }
 }
 
 impl GenFlags {
@@ -216,7 +247,7 @@ impl GenFlags {
             hot_share: self.hot_share,
             seed: self.seed,
             partitions: self.partitions,
-            ..GenSpec::default()
+            start_ts: self.start_time,
         })
     }
 }
@@ -241,6 +272,9 @@ pub struct GenArgs {
     /// Output file (default: stdout).
     #[arg(long, conflicts_with = "to")]
     pub out: Option<PathBuf>,
+    /// Paces the stream to this many orders per second (default: as fast as it can be written).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
     /// Produce to a Kafka topic instead, `kafka://HOST:PORT/TOPIC`: created with --partitions partitions if missing; each order keyed by its symbol, in partition `symbol index % --partitions`, timestamped with its event time.
     #[arg(long)]
     pub to: Option<String>,

@@ -20,6 +20,8 @@ use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
 
+use crate::sink::Health;
+
 /// How long a metadata or offset request may take before we give up.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -192,6 +194,7 @@ pub fn ensure_topic(
 /// lands at or after it.
 #[derive(Default)]
 pub struct Deliveries {
+    health: Health,
     failure: Mutex<Option<String>>,
     ends: Mutex<HashMap<(String, i32), i64>>,
 }
@@ -203,6 +206,7 @@ impl ProducerContext for Deliveries {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Ok(message) = result {
+            self.health.wrote(1);
             if let Ok(mut ends) = self.ends.lock() {
                 let end = ends
                     .entry((message.topic().to_string(), message.partition()))
@@ -216,6 +220,7 @@ impl ProducerContext for Deliveries {
                 message.topic(),
                 message.partition()
             );
+            self.health.failed(&anyhow!("{text}"));
             if let Ok(mut failure) = self.failure.lock() {
                 failure.get_or_insert(text);
             }
@@ -253,6 +258,11 @@ impl Producer {
         Ok(Producer {
             inner: Arc::new(producer),
         })
+    }
+
+    /// Records acknowledged, and the first delivery failure.
+    pub fn health(&self) -> &Health {
+        &self.inner.context().health
     }
 
     /// Queues one record; `partition` `None` lets the key choose.

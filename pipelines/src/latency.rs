@@ -1,6 +1,7 @@
 //! Latency from the moment a source hands a batch of messages to the
 //! dataflow to the moment the records derived from it reach the sink
-//! writers, as an HdrHistogram per worker merged at the end.
+//! writers, as an HdrHistogram per worker merged into the run's every
+//! second (for `/metrics`) and at the end (for the summary).
 //!
 //! Timely times are batch numbers, so the moment a batch was handed over
 //! is kept per time: the sink operator looks up the time of each chunk of
@@ -16,6 +17,8 @@ use operators::dataflow::Time;
 
 /// Microseconds up to an hour, three significant digits.
 const HIGHEST_US: u64 = 3_600_000_000;
+/// How often a worker's figures join the run's.
+const MERGE_EVERY: Duration = Duration::from_secs(1);
 /// Times kept after their hand-over: far more than can be in flight
 /// (workers run at most a few batches ahead of the sinks).
 const KEPT: Time = 4096;
@@ -64,6 +67,7 @@ impl Latency {
         Recorder {
             latency: Arc::clone(self),
             histogram: histogram(),
+            merged: Instant::now(),
         }
     }
 
@@ -82,12 +86,36 @@ impl Latency {
             ms(merged.max()),
         ))
     }
+
+    /// The run's figures so far as a Prometheus histogram in seconds: the
+    /// sum, the count, and the count in each bucket up to its bound (the
+    /// last bound `f64::MAX`, Prometheus's `+Inf`).
+    pub fn buckets(&self, bounds: &[f64]) -> (f64, u64, Vec<(f64, u64)>) {
+        let Ok(merged) = self.merged.lock() else {
+            return (0.0, 0, Vec::new());
+        };
+        let mut buckets = Vec::with_capacity(bounds.len() + 1);
+        let mut below = 0;
+        for &bound in bounds {
+            let upto = merged.count_between(0, (bound * 1e6) as u64);
+            buckets.push((bound, upto - below));
+            below = upto;
+        }
+        buckets.push((f64::MAX, merged.len() - below));
+        let sum = merged
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 / 1e6 * v.count_at_value() as f64)
+            .sum();
+        (sum, merged.len(), buckets)
+    }
 }
 
 /// One worker's latencies, merged into the run's when dropped.
 pub struct Recorder {
     latency: Arc<Latency>,
     histogram: Histogram<u64>,
+    /// When its figures last joined the run's.
+    merged: Instant,
 }
 
 impl Recorder {
@@ -101,13 +129,22 @@ impl Recorder {
             let us = self.latency.now_us().saturating_sub(handed).max(1);
             self.histogram.saturating_record_n(us, records as u64);
         }
+        if self.merged.elapsed() >= MERGE_EVERY {
+            self.merge();
+        }
+    }
+
+    fn merge(&mut self) {
+        if let Ok(mut merged) = self.latency.merged.lock() {
+            let _ = merged.add(&self.histogram);
+        }
+        self.histogram.reset();
+        self.merged = Instant::now();
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if let Ok(mut merged) = self.latency.merged.lock() {
-            let _ = merged.add(&self.histogram);
-        }
+        self.merge();
     }
 }

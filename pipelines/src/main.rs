@@ -2,25 +2,41 @@
 
 mod checkpoint;
 mod cli;
+mod config;
 mod kafka;
 mod latency;
 mod progress;
 mod run;
+mod serve;
 mod sink;
 mod source;
 mod sql;
 
-use clap::Parser;
+use std::io::IsTerminal;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(error) => match error.downcast::<clap::Error>() {
+            Ok(clap) => clap.exit(),
+            Err(error) => {
+                eprintln!("error: {}", describe(&error));
+                return std::process::ExitCode::from(2);
+            }
+        },
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
-        .init();
-    let outcome = match cli::Cli::parse().command {
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.log_format {
+        cli::LogFormat::Text => logs.init(),
+        cli::LogFormat::Json => logs.json().init(),
+    }
+    let outcome = match cli.command {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Replay(args) => run::replay(args),
         cli::Command::Gen(args) => source::gen::write(args),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use operators::dataflow::Record;
+use operators::order::Reason;
 use operators::output::Status;
 
 /// Counted by every worker's sink as records leave, so the numbers are what
@@ -15,6 +16,8 @@ pub struct Counters {
     pub input_bytes: AtomicU64,
     pub events: AtomicU64,
     pub rejected: AtomicU64,
+    /// Rejected messages by [`Reason::kind`].
+    pub rejects: [AtomicU64; Reason::KINDS.len()],
     pub trades: AtomicU64,
     pub bbo: AtomicU64,
     pub candles: AtomicU64,
@@ -27,6 +30,9 @@ impl Counters {
             Record::Event(e) => {
                 if e.status == Status::Rejected {
                     self.rejected.fetch_add(1, Ordering::Relaxed);
+                    if let Some(reason) = e.reason {
+                        self.rejects[reason.kind()].fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 &self.events
             }
@@ -38,7 +44,7 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn get(counter: &AtomicU64) -> u64 {
+    pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
 

@@ -8,7 +8,7 @@ mod sinks;
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,10 +25,13 @@ use crate::checkpoint::{self, Checkpointer, Fingerprint};
 use crate::cli::{ReplayArgs, RunArgs};
 use crate::latency::Latency;
 use crate::progress::{Counters, Progress};
+use crate::serve::hub::{Hub, Publisher};
+use crate::serve::{self, Watch, WatchedSink};
 use crate::sink::{self, Sink, SinkSettings, WorkerInfo};
 use crate::source::kafka::StartAt;
+use crate::source::Pace;
 use crate::source::SourceSpec;
-use reading::{Pace, Reading};
+use reading::Reading;
 use sinks::{Barriers, Failure, SinkWriter};
 
 /// Batches a worker may run ahead of its slowest downstream operator: enough
@@ -60,6 +63,8 @@ struct Job {
     outputs: [bool; OUTPUTS.len()],
     pace: Option<Pace>,
     latency: Arc<Latency>,
+    /// What `--serve` reads and the hub the workers publish to.
+    watch: Option<Arc<Watch>>,
 }
 
 /// What the workers of a checkpointed run share.
@@ -233,11 +238,40 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
             started: Instant::now(),
         }),
         latency: Arc::clone(&latency),
+        watch: args.serve.map(|_| {
+            Arc::new(Watch {
+                hub: Arc::new(Hub::new()),
+                counters: Arc::clone(&counters),
+                latency: Arc::clone(&latency),
+                sinks: args
+                    .sinks
+                    .iter()
+                    .zip(&sinks)
+                    .map(|(spec, sink)| WatchedSink {
+                        kind: spec.kind.name(),
+                        sink: Arc::clone(sink),
+                    })
+                    .collect(),
+                watermarks: (0..workers).map(|_| AtomicI64::new(i64::MIN)).collect(),
+                opened: AtomicUsize::new(0),
+                checkpointer: checkpointer.clone(),
+                intervals: args.intervals.clone(),
+            })
+        }),
     });
+    let server = match (&job.watch, args.serve) {
+        (Some(watch), Some(address)) => {
+            let server = serve::start(address, Arc::clone(watch))?;
+            eprintln!("serving http://{}", server.address);
+            Some(server)
+        }
+        _ => None,
+    };
     let guards = timely::execute(config, move |worker| work(worker, &job))
         .map_err(|e| anyhow!("starting workers: {e}"))?;
     let outcomes = guards.join();
     drop(progress);
+    drop(server);
     let closed: Vec<_> = sinks.iter().map(|s| s.close()).collect();
     let checkpointed = checkpointer.map(|c| c.finish()).transpose();
     for outcome in outcomes {
@@ -301,12 +335,19 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     // Checkpoints whose snapshots this worker took: its sinks commit each
     // once their input has passed its time.
     let barriers: Barriers = Rc::default();
+    let mut handles = job
+        .sinks
+        .iter()
+        .map(|s| s.handle(&info))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // The worker's index within its process.
+    let local = job.watch.as_ref().map_or(0, |w| index % w.watermarks.len());
+    if let Some(watch) = &job.watch {
+        handles.push(Box::new(Publisher::new(Arc::clone(&watch.hub))));
+        watch.opened.fetch_add(1, Ordering::Relaxed);
+    }
     let writer = SinkWriter {
-        handles: job
-            .sinks
-            .iter()
-            .map(|s| s.handle(&info))
-            .collect::<anyhow::Result<Vec<_>>>()?,
+        handles,
         barriers: Rc::clone(&barriers),
         failure: Rc::clone(&failure),
         counters: Arc::clone(&job.counters),
@@ -371,6 +412,9 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         // Kept once all partitions have ended: the last watermark stands.
         if let Some(lowest) = reading.watermark() {
             watermark.set(Some(lowest));
+            if let Some(watch) = &job.watch {
+                watch.watermarks[local].store(lowest, Ordering::Relaxed);
+            }
         }
         // A worker whose partitions are quiet still moves its inputs on once
         // the dataflow has caught up with it: the frontier is the minimum

@@ -4,61 +4,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use operators::dataflow::{Control, PartitionMark, Time};
 use operators::partition::Sequenced;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::latency::Latency;
-use crate::source::{PartitionSource, Poll};
-
-const REST_MIN: Duration = Duration::from_micros(20);
-const REST_MAX: Duration = Duration::from_millis(5);
-
-/// Reading paced to `--rate`: the message at position `p` of the whole
-/// input (see [`PartitionSource::pace_position`]) is due `p / rate`
-/// seconds after the run started, so every partition keeps its natural
-/// share of the flow.
-#[derive(Clone, Copy, Debug)]
-pub struct Pace {
-    pub rate: f64,
-    pub started: Instant,
-}
-
-impl Pace {
-    /// The position below which messages are due, for a partition that
-    /// started at `start`.
-    fn due(&self, start: u64) -> u64 {
-        start + (self.started.elapsed().as_secs_f64() * self.rate) as u64
-    }
-
-    /// Polls `source` (which started at `start`) one message at a time
-    /// while its messages are due, up to `max` in `out`.
-    fn poll(
-        &self,
-        start: u64,
-        source: &mut dyn PartitionSource,
-        max: usize,
-        out: &mut Vec<Sequenced>,
-    ) -> anyhow::Result<Poll> {
-        let due = self.due(start);
-        let mut polled = Poll::Held;
-        while out.len() < max && source.pace_position() < due {
-            polled = source.poll(1, out)?;
-            if polled != Poll::Ready {
-                break;
-            }
-        }
-        Ok(if out.is_empty() { polled } else { Poll::Ready })
-    }
-
-    /// How long a worker with nothing due rests: about until its next
-    /// message is due, but not so briefly that it spins.
-    pub fn rest(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.rate).clamp(REST_MIN, REST_MAX)
-    }
-}
+use crate::source::{Pace, PartitionSource, Poll};
 
 /// The partitions one worker owns, and where each stands.
 pub struct Reading {

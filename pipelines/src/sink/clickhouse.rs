@@ -31,7 +31,7 @@ use serde::Serialize;
 mod rows;
 
 use super::queue::{Items, Queue, Writers};
-use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
+use super::{Commits, Health, Sink, SinkHandle, SinkState, WorkerInfo};
 use rows::Layout;
 
 /// The tables' DDL, in creation order; each is `CREATE TABLE IF NOT EXISTS`.
@@ -58,6 +58,10 @@ pub const DDL: [(&str, &str); 6] = [
 
 /// How often each worker writes its `pipeline_metrics` row.
 const METRICS_EVERY: Duration = Duration::from_secs(5);
+/// How long start-up waits for an unreachable server: a wrong address or
+/// a server that is not running should fail the run at once, not after
+/// `retry_for` (which is for a server lost mid-run).
+const STARTUP_RETRY: Duration = Duration::from_secs(5);
 /// The longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -156,6 +160,11 @@ impl ClickHouseAddress {
                 ),
             }
         }
+        if let Some(port @ (9000 | 9440)) = url.port() {
+            bail!(
+                "port {port} is ClickHouse's native protocol; this sink speaks HTTP: use port 8123 (or 8443 with secure=true)"
+            );
+        }
         // ClickHouse's default HTTP and HTTPS ports.
         address.url = match secure {
             false => format!("http://{host}:{}", url.port().unwrap_or(8123)),
@@ -234,6 +243,7 @@ fn code(text: &str) -> Option<u32> {
 /// calls transient with exponential backoff for up to `retry_for`.
 fn retry<T>(
     what: &str,
+    health: &Health,
     retry_for: Duration,
     passing: fn(&clickhouse::error::Error) -> bool,
     mut attempt: impl FnMut() -> Result<T, clickhouse::error::Error>,
@@ -248,6 +258,7 @@ fn retry<T>(
             Err(e) if passing(&e) && started.elapsed() < retry_for => {
                 let e = anyhow::Error::new(e);
                 tracing::warn!("ClickHouse: {what}: {e:#}; retrying in {backoff:?}");
+                health.retrying(&e);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -272,20 +283,38 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Creates the database and tables when missing (`create`), or checks that
 /// they are there.
-pub fn prepare(address: &ClickHouseAddress, create: bool) -> anyhow::Result<()> {
+pub fn prepare(address: &ClickHouseAddress, create: bool, health: &Health) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let database = &address.database;
     let server = address.client(None);
     let retry_for = address.retry_for;
+    retry(
+        "connecting",
+        health,
+        address.retry_for.min(STARTUP_RETRY),
+        transient,
+        || runtime.block_on(server.query("SELECT 1").execute()),
+    )
+    .with_context(|| {
+        format!(
+            "ClickHouse {}: is the server running, and is this its HTTP port (8123, or 8443 with TLS)?",
+            address.describe()
+        )
+    })?;
     if create {
         let sql = format!("CREATE DATABASE IF NOT EXISTS `{database}`");
-        retry("creating the database", retry_for, transient, || {
-            runtime.block_on(server.query(&sql).execute())
-        })?;
+        retry(
+            "creating the database",
+            health,
+            retry_for,
+            transient,
+            || runtime.block_on(server.query(&sql).execute()),
+        )?;
         let client = address.client(Some(database));
         for (table, ddl) in DDL {
             retry(
                 &format!("creating table {table}"),
+                health,
                 retry_for,
                 transient,
                 || runtime.block_on(client.query(ddl).execute()),
@@ -293,7 +322,7 @@ pub fn prepare(address: &ClickHouseAddress, create: bool) -> anyhow::Result<()> 
         }
         return Ok(());
     }
-    let tables: Vec<String> = retry("listing the tables", retry_for, transient, || {
+    let tables: Vec<String> = retry("listing the tables", health, retry_for, transient, || {
         runtime.block_on(
             server
                 .query("SELECT name FROM system.tables WHERE database = ?")
@@ -335,13 +364,14 @@ impl ClickHouseSink {
         create: bool,
         commits: Option<Arc<Commits>>,
     ) -> anyhow::Result<ClickHouseSink> {
-        prepare(address, create)?;
+        let writers = Writers::new("ClickHouse");
+        prepare(address, create, &writers.health)?;
         let ddl = |table: &str| DDL.iter().find(|(t, _)| *t == table).map(|(_, d)| *d);
         Ok(ClickHouseSink {
             address: address.clone(),
             layouts: Arc::new(rows::layouts(ddl)?),
             process,
-            writers: Writers::new("ClickHouse"),
+            writers,
             commits,
         })
     }
@@ -381,6 +411,10 @@ impl Sink for ClickHouseSink {
 
     fn close(&self) -> anyhow::Result<()> {
         self.writers.join()
+    }
+
+    fn health(&self) -> &Health {
+        &self.writers.health
     }
 }
 
@@ -555,10 +589,12 @@ impl Writer {
         while let Some(batch) = batches.recv() {
             retry(
                 "inserting a batch",
+                batches.health(),
                 self.retry_for,
                 transient_while_inserting,
                 || runtime.block_on(insert(&self.client, &self.layouts, &batch)),
             )?;
+            batches.health().wrote(batch.len());
             if let (Some(id), Some(commits)) = (batch.barrier, &self.commits) {
                 commits.arrive(id, self.worker, SinkState::Delivered)?;
             }
@@ -629,7 +665,7 @@ mod tests {
         let url = |spec: &str| ClickHouseAddress::parse(spec).unwrap().url;
         assert_eq!(url("clickhouse://h/db"), "http://h:8123");
         assert_eq!(url("clickhouse://h/db?secure=true"), "https://h:8443");
-        assert_eq!(url("clickhouse://h:9440/db?secure=1"), "https://h:9440");
+        assert_eq!(url("clickhouse://h:9443/db?secure=1"), "https://h:9443");
         assert_eq!(url("clickhouse://h:8124/db?secure=false"), "http://h:8124");
         assert!(ClickHouseAddress::parse("clickhouse://h/db?secure=yes").is_err());
     }
@@ -645,6 +681,14 @@ mod tests {
             "clickhouse://h:8123/db?colour=red",
         ] {
             assert!(ClickHouseAddress::parse(bad).is_err(), "{bad}");
+        }
+        // The native protocol's ports are told apart from a typo.
+        for native in [
+            "clickhouse://h:9000/db",
+            "clickhouse://h:9440/db?secure=true",
+        ] {
+            let error = ClickHouseAddress::parse(native).unwrap_err().to_string();
+            assert!(error.contains("speaks HTTP: use port 8123"), "{error}");
         }
     }
 

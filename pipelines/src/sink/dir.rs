@@ -32,7 +32,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::columnar::Columns;
 use super::queue::{Items, Queue, Writers};
-use super::{Commits, Sink, SinkHandle, SinkState, WorkerInfo};
+use super::{Commits, Health, Sink, SinkHandle, SinkState, WorkerInfo};
 
 /// Bytes a worker buffers per output before handing them over.
 const FLUSH_AT: usize = 1 << 18;
@@ -208,7 +208,12 @@ impl OutputWriter {
     fn run(mut self, chunks: &Items<Chunk>) -> anyhow::Result<()> {
         let mut next = chunks.recv();
         while let Some(chunk) = next {
+            let rows = match &chunk {
+                Chunk::Rows(_, _, rows) => rows.num_rows(),
+                Chunk::Barrier(..) => 0,
+            };
             self.take(chunk)?;
+            chunks.health().wrote(rows);
             // Rows reach the file as soon as the workers go quiet, so a live
             // run can be tailed; under load the buffer still batches writes.
             next = match chunks.try_recv() {
@@ -370,6 +375,10 @@ impl Sink for DirSink {
                 .take(),
         );
         self.writers.join()
+    }
+
+    fn health(&self) -> &Health {
+        &self.writers.health
     }
 }
 

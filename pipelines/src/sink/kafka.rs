@@ -33,7 +33,7 @@ use operators::output::OUTPUTS;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::Message;
 
-use super::{Commits, OffsetRanges, Sink, SinkHandle, SinkState, WorkerInfo};
+use super::{Commits, Health, OffsetRanges, Sink, SinkHandle, SinkState, WorkerInfo};
 use crate::kafka::{ensure_topic, KafkaAddress, Producer};
 use crate::source::kafka::{read_range, StartAt};
 
@@ -291,6 +291,10 @@ impl Sink for KafkaSink {
 
     fn close(&self) -> anyhow::Result<()> {
         self.producer.finish()
+    }
+
+    fn health(&self) -> &Health {
+        self.producer.health()
     }
 }
 

@@ -11,6 +11,7 @@ mod queue;
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
@@ -25,6 +26,54 @@ pub trait Sink: Send + Sync {
     fn handle(&self, worker: &WorkerInfo) -> anyhow::Result<Box<dyn SinkHandle>>;
     /// Finishes writing once every handle is gone.
     fn close(&self) -> anyhow::Result<()>;
+    /// How it is doing, for `/metrics` and `/readyz`.
+    fn health(&self) -> &Health;
+}
+
+/// How a sink is doing, kept by its writers.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Rows the destination has taken.
+    pub rows: AtomicU64,
+    /// Writes tried again after a transient error.
+    pub retries: AtomicU64,
+    /// Chunks or batches waiting for the sink's writers.
+    pub queued: AtomicU64,
+    /// The error being retried (cleared by the next success), or the one
+    /// that stopped the sink.
+    error: Mutex<Option<String>>,
+    /// Whether `error` stopped the sink.
+    failed: AtomicBool,
+}
+
+impl Health {
+    pub fn wrote(&self, rows: usize) {
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        if !self.failed.load(Ordering::Relaxed) {
+            if let Ok(mut error) = self.error.lock() {
+                error.take();
+            }
+        }
+    }
+
+    pub fn retrying(&self, error: &anyhow::Error) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut slot) = self.error.lock() {
+            *slot = Some(format!("{error:#}"));
+        }
+    }
+
+    pub fn failed(&self, error: &anyhow::Error) {
+        self.failed.store(true, Ordering::Relaxed);
+        if let Ok(mut slot) = self.error.lock() {
+            *slot = Some(format!("{error:#}"));
+        }
+    }
+
+    /// The current error: `None` while the sink is writing.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().ok()?.clone()
+    }
 }
 
 /// One worker's way into a sink.
@@ -224,6 +273,17 @@ pub enum SinkKind {
     Dir(std::path::PathBuf),
     Kafka(kafka::Topics),
     ClickHouse(clickhouse::ClickHouseAddress),
+}
+
+impl SinkKind {
+    /// `dir`, `kafka` or `clickhouse`: safe to show (no credentials).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::Dir(_) => "dir",
+            SinkKind::Kafka(_) => "kafka",
+            SinkKind::ClickHouse(_) => "clickhouse",
+        }
+    }
 }
 
 impl SinkSpec {

@@ -12,10 +12,14 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context};
 
+use super::Health;
+
 /// A sink's writer threads and their first failure.
 pub struct Writers {
     /// What the sink is, for messages ("ClickHouse", "dir").
     what: &'static str,
+    /// Rows, queue depth and errors, for `/metrics` and `/readyz`.
+    pub health: Arc<Health>,
     failure: Mutex<Option<String>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -24,6 +28,7 @@ impl Writers {
     pub fn new(what: &'static str) -> Arc<Writers> {
         Arc::new(Writers {
             what,
+            health: Arc::default(),
             failure: Mutex::default(),
             threads: Mutex::default(),
         })
@@ -42,12 +47,14 @@ impl Writers {
         let items = Items {
             receiver,
             depth: Arc::clone(&depth),
+            health: Arc::clone(&self.health),
         };
         let writers = Arc::clone(self);
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
                 if let Err(e) = write(&items) {
+                    writers.health.failed(&e);
                     if let Ok(mut failure) = writers.failure.lock() {
                         failure.get_or_insert(format!("{e:#}"));
                     }
@@ -118,6 +125,7 @@ impl<T> Queue<T> {
     /// writer's cause once it has stopped.
     pub fn send(&self, item: T) -> anyhow::Result<()> {
         self.depth.fetch_add(1, Ordering::Relaxed);
+        self.writers.health.queued.fetch_add(1, Ordering::Relaxed);
         if self.sender.send(item).is_err() {
             self.writers.check()?;
             bail!("a {} writer stopped", self.writers.what);
@@ -135,20 +143,31 @@ impl<T> Queue<T> {
 pub struct Items<T> {
     receiver: Receiver<T>,
     depth: Arc<AtomicUsize>,
+    health: Arc<Health>,
 }
 
 impl<T> Items<T> {
+    fn taken(&self) {
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+        self.health.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The sink's health, for its writer to report on.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// The next item, waiting for it; `None` once every sender is gone.
     pub fn recv(&self) -> Option<T> {
         let item = self.receiver.recv().ok()?;
-        self.depth.fetch_sub(1, Ordering::Relaxed);
+        self.taken();
         Some(item)
     }
 
     /// The next item if one is waiting.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let item = self.receiver.try_recv()?;
-        self.depth.fetch_sub(1, Ordering::Relaxed);
+        self.taken();
         Ok(item)
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use operators::gen::{symbol_name, GenSpec, Generator};
 use operators::partition::{PartitionReader, Sequenced};
 
-use super::{PartitionSource, Poll};
+use super::{Pace, PartitionSource, Poll};
 use crate::cli::GenArgs;
 use crate::kafka::{ensure_topic, KafkaAddress, Producer};
 
@@ -76,8 +76,12 @@ impl PartitionSource for GenPartition {
 /// `orderflow gen`: the whole stream as JSONL, or to a Kafka topic.
 pub fn write(args: GenArgs) -> anyhow::Result<()> {
     let spec = args.gen.spec()?;
+    let pace = args.rate.map(|rate| Pace {
+        rate: rate as f64,
+        started: std::time::Instant::now(),
+    });
     if let Some(to) = &args.to {
-        return produce(spec, &KafkaAddress::parse(to)?, &args.kafka.options);
+        return produce(spec, pace, &KafkaAddress::parse(to)?, &args.kafka.options);
     }
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
@@ -88,23 +92,46 @@ pub fn write(args: GenArgs) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
     let mut generator = Generator::new(spec);
     let mut line = String::new();
-    while generator.next_into(&mut line) {
+    let mut written = 0;
+    loop {
+        if let Some(pace) = &pace {
+            // What is written reaches a reader as it is paced.
+            if pace.due(0) <= written {
+                if let Err(e) = out.flush() {
+                    return closed(e);
+                }
+                pace.wait(written);
+            }
+        }
+        if !generator.next_into(&mut line) {
+            break;
+        }
+        written += 1;
         line.push('\n');
         if let Err(e) = out.write_all(line.as_bytes()) {
-            // A closed pipe (`| head`) is a normal way to stop.
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(());
-            }
-            return Err(e).context("writing orders");
+            return closed(e);
         }
     }
-    out.flush().context("writing orders")
+    out.flush().or_else(closed)
+}
+
+/// A closed pipe (`| head`) is a normal way to stop; other errors are not.
+fn closed(e: std::io::Error) -> anyhow::Result<()> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Ok(());
+    }
+    Err(e).context("writing orders")
 }
 
 /// `orderflow gen --to kafka://…/TOPIC`: each order keyed by its symbol, in
 /// the partition the generator gives it (so a Kafka run sees the partitions
 /// `--source gen` makes), timestamped with its event time.
-fn produce(spec: GenSpec, to: &KafkaAddress, options: &[(String, String)]) -> anyhow::Result<()> {
+fn produce(
+    spec: GenSpec,
+    pace: Option<Pace>,
+    to: &KafkaAddress,
+    options: &[(String, String)],
+) -> anyhow::Result<()> {
     let topic = to.topic()?;
     let partitions = ensure_topic(to, options, topic, spec.partitions)?;
     if partitions < spec.partitions as usize {
@@ -119,6 +146,9 @@ fn produce(spec: GenSpec, to: &KafkaAddress, options: &[(String, String)]) -> an
     let mut line = String::new();
     let mut sent = 0u64;
     while generator.next_into(&mut line) {
+        if let Some(pace) = &pace {
+            pace.wait(sent);
+        }
         let symbol = generator.symbol();
         producer.send(
             topic,

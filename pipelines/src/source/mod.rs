@@ -16,6 +16,7 @@ use crate::kafka::KafkaAddress;
 use crate::progress::Counters;
 use kafka::KafkaRead;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What a poll found.
 #[derive(Debug, PartialEq, Eq)]
@@ -173,4 +174,58 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+const REST_MIN: Duration = Duration::from_micros(20);
+const REST_MAX: Duration = Duration::from_millis(5);
+
+/// Reading paced to `--rate`: the message at position `p` of the whole
+/// input (see [`PartitionSource::pace_position`]) is due `p / rate`
+/// seconds after the run started, so every partition keeps its natural
+/// share of the flow.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub rate: f64,
+    pub started: Instant,
+}
+
+impl Pace {
+    /// The position below which messages are due, for a partition that
+    /// started at `start`.
+    pub fn due(&self, start: u64) -> u64 {
+        start + (self.started.elapsed().as_secs_f64() * self.rate) as u64
+    }
+
+    /// Polls `source` (which started at `start`) one message at a time
+    /// while its messages are due, up to `max` in `out`.
+    pub fn poll(
+        &self,
+        start: u64,
+        source: &mut dyn PartitionSource,
+        max: usize,
+        out: &mut Vec<Sequenced>,
+    ) -> anyhow::Result<Poll> {
+        let due = self.due(start);
+        let mut polled = Poll::Held;
+        while out.len() < max && source.pace_position() < due {
+            polled = source.poll(1, out)?;
+            if polled != Poll::Ready {
+                break;
+            }
+        }
+        Ok(if out.is_empty() { polled } else { Poll::Ready })
+    }
+
+    /// Waits until the message at `position` is due: `orderflow gen --rate`.
+    pub fn wait(&self, position: u64) {
+        while self.due(0) <= position {
+            std::thread::sleep(self.rest());
+        }
+    }
+
+    /// How long a worker with nothing due rests: about until its next
+    /// message is due, but not so briefly that it spins.
+    pub fn rest(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate).clamp(REST_MIN, REST_MAX)
+    }
 }

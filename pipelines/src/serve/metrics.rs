@@ -1,0 +1,206 @@
+//! `/metrics`: the run's own counters, read at scrape time (the workers
+//! keep counting as they always do; nothing is added to their path).
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+
+use operators::order::Reason;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// The latency histogram has no labels and no exemplars.
+type NoLabels = [(&'static str, &'static str); 0];
+
+use super::Watch;
+use crate::progress::Counters;
+
+/// Latency bucket bounds, in seconds: 100 µs to 10 s.
+const LATENCY_BOUNDS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+
+/// The Prometheus text of the run now.
+pub fn render(watch: &std::sync::Arc<Watch>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(std::sync::Arc::clone(watch))));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing into a String cannot fail");
+    text
+}
+
+/// Prometheus's collectors must be `Debug`; the run's state is not.
+struct Scrape(std::sync::Arc<Watch>);
+
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let watch = &self.0;
+        let c = &watch.counters;
+        let get = Counters::get;
+        let e = &mut encoder;
+        counter(
+            e,
+            "orderflow_orders",
+            "Messages read and accounted for (one event each).",
+            get(&c.events),
+        )?;
+        counter(e, "orderflow_trades", "Trades emitted.", get(&c.trades))?;
+        counter(
+            e,
+            "orderflow_bbo_changes",
+            "Best bid/offer changes emitted.",
+            get(&c.bbo),
+        )?;
+        counter(
+            e,
+            "orderflow_candles",
+            "Candle rows emitted (first emissions and late updates).",
+            get(&c.candles),
+        )?;
+        counter(
+            e,
+            "orderflow_late_trades",
+            "Trades after their window's allowed lateness.",
+            get(&c.late),
+        )?;
+        counter(
+            e,
+            "orderflow_input_bytes",
+            "Bytes read from a file source.",
+            get(&c.input_bytes),
+        )?;
+        {
+            let mut family = e.encode_descriptor(
+                "orderflow_rejects",
+                "Messages rejected, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (kind, name) in Reason::KINDS.iter().enumerate().take(6) {
+                let metric = ConstCounter::new(get(&c.rejects[kind]));
+                metric.encode(family.encode_family(&[("reason", *name)])?)?;
+            }
+        }
+        {
+            let now = super::now_ms();
+            let mut family = e.encode_descriptor(
+                "orderflow_watermark_lag_seconds",
+                "Wall-clock time minus each worker's lowest partition watermark.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (worker, watermark) in watch.watermarks.iter().enumerate() {
+                let watermark = watermark.load(Ordering::Relaxed);
+                if watermark != i64::MIN {
+                    let lag = (now - watermark) as f64 / 1e3;
+                    let worker = worker.to_string();
+                    ConstGauge::new(lag)
+                        .encode(family.encode_family(&[("worker", worker.as_str())])?)?;
+                }
+            }
+        }
+        for (name, help, value) in [
+            (
+                "orderflow_sink_rows",
+                "Rows each sink's destination has taken.",
+                0,
+            ),
+            (
+                "orderflow_sink_retries",
+                "Writes each sink tried again after a transient error.",
+                1,
+            ),
+        ] {
+            let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (index, sink) in watch.sinks.iter().enumerate() {
+                let health = sink.sink.health();
+                let count = match value {
+                    0 => health.rows.load(Ordering::Relaxed),
+                    _ => health.retries.load(Ordering::Relaxed),
+                };
+                let index = index.to_string();
+                let labels = [("sink", index.as_str()), ("kind", sink.kind)];
+                ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, value) in [
+            (
+                "orderflow_sink_queued",
+                "Chunks or batches waiting for each sink's writers.",
+                0,
+            ),
+            (
+                "orderflow_sink_up",
+                "1 while a sink writes, 0 while it retries or has failed.",
+                1,
+            ),
+        ] {
+            let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (index, sink) in watch.sinks.iter().enumerate() {
+                let health = sink.sink.health();
+                let figure = match value {
+                    0 => health.queued.load(Ordering::Relaxed) as i64,
+                    _ => i64::from(health.error().is_none()),
+                };
+                let index = index.to_string();
+                let labels = [("sink", index.as_str()), ("kind", sink.kind)];
+                ConstGauge::new(figure).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if let Some(checkpointer) = &watch.checkpointer {
+            let stats = checkpointer.stats();
+            counter(
+                e,
+                "orderflow_checkpoints",
+                "Checkpoints completed.",
+                stats.completed,
+            )?;
+            if let Some(at) = stats.last_at {
+                gauge(
+                    e,
+                    "orderflow_checkpoint_age_seconds",
+                    "Time since the last checkpoint completed.",
+                    at.elapsed().as_secs_f64(),
+                )?;
+                gauge(
+                    e,
+                    "orderflow_checkpoint_duration_seconds",
+                    "How long the last checkpoint took.",
+                    stats.last_duration.as_secs_f64(),
+                )?;
+            }
+        }
+        let (sum, count, buckets) = watch.latency.buckets(&LATENCY_BOUNDS);
+        if count > 0 {
+            let mut metric = e.encode_descriptor(
+                "orderflow_latency_seconds",
+                "From a source handing messages to the dataflow to their records reaching the sink writers.",
+                None,
+                MetricType::Histogram,
+            )?;
+            metric.encode_histogram::<NoLabels>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,430 @@
+//! `run --serve ADDR`: an HTTP server beside the timely workers, on a
+//! runtime thread of its own. It only reads what the run keeps anyway (the
+//! counters, the sinks' health, the latency histogram) and what the workers
+//! publish to the [`hub::Hub`] once per step, so clients never slow the
+//! pipeline.
+//!
+//! - `GET /metrics`: Prometheus text.
+//! - `GET /v1/stream?outputs=…&symbols=…`: Server-Sent Events, or a
+//!   WebSocket when asked to upgrade.
+//! - `GET /v1/candles?symbol=S&interval=1m&limit=500`, `GET /v1/book?symbol=S`,
+//!   `GET /v1/info`: the latest state, so a page can draw at once.
+//! - `GET /`: the live chart; `GET /healthz`, `GET /readyz`.
+
+pub mod hub;
+mod metrics;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::stream::{self, Stream, StreamExt};
+use operators::output::OUTPUTS;
+use operators::window::Interval;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use crate::checkpoint::Checkpointer;
+use crate::latency::Latency;
+use crate::progress::Counters;
+use crate::sink::Sink;
+use hub::{Batch, Hub, Live, CANDLES_KEPT};
+
+/// An idle stream says it is alive this often, so proxies keep it open.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+/// What `/v1/stream` sends when `outputs` is not given.
+const DEFAULT_OUTPUTS: [&str; 3] = ["trades", "bbo", "candles"];
+
+const PAGE: &str = include_str!("assets/index.html");
+const CHARTS: &str = include_str!("assets/lightweight-charts.standalone.production.js");
+
+/// A sink as `/metrics` and `/readyz` name it.
+pub struct WatchedSink {
+    pub kind: &'static str,
+    pub sink: Arc<dyn Sink>,
+}
+
+/// What the server reads of the run.
+pub struct Watch {
+    pub hub: Arc<Hub>,
+    pub counters: Arc<Counters>,
+    pub latency: Arc<Latency>,
+    pub sinks: Vec<WatchedSink>,
+    /// Each worker's lowest partition watermark (`i64::MIN`: none yet).
+    pub watermarks: Vec<AtomicI64>,
+    /// Workers of this process that have opened their sources.
+    pub opened: AtomicUsize,
+    pub checkpointer: Option<Arc<Checkpointer>>,
+    pub intervals: Vec<Interval>,
+}
+
+impl Watch {
+    /// Why the run is not ready, or `None` when it is.
+    fn unready(&self) -> Option<String> {
+        if self.opened.load(Ordering::Relaxed) < self.watermarks.len() {
+            return Some("sources not open yet".into());
+        }
+        let failing: Vec<String> = self
+            .sinks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                Some(format!(
+                    "sink {i} ({}): {}",
+                    s.kind,
+                    s.sink.health().error()?
+                ))
+            })
+            .collect();
+        (!failing.is_empty()).then(|| failing.join("\n"))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The running server; stops when dropped.
+pub struct Server {
+    runtime: Option<tokio::runtime::Runtime>,
+    pub address: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Binds `address` (so a taken port fails the run at once) and serves on
+/// one runtime thread: the workers keep the cores.
+pub fn start(address: SocketAddr, watch: Arc<Watch>) -> anyhow::Result<Server> {
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("--serve {address}: cannot listen there"))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("serve")
+        .enable_all()
+        .build()
+        .context("starting the HTTP server's runtime")?;
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }),
+        )
+        .route(
+            "/assets/lightweight-charts.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], CHARTS) }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/info", get(info))
+        .route("/v1/candles", get(candles))
+        .route("/v1/book", get(book))
+        .route("/v1/stream", get(follow))
+        .with_state(watch);
+    runtime.spawn(async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("--serve: {e}");
+                }
+            }
+            Err(e) => tracing::error!("--serve: {e}"),
+        }
+    });
+    Ok(Server {
+        runtime: Some(runtime),
+        address,
+    })
+}
+
+type Shared = State<Arc<Watch>>;
+
+async fn readyz(State(watch): Shared) -> Response {
+    match watch.unready() {
+        None => "ready\n".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(watch): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics::render(&watch),
+    )
+        .into_response()
+}
+
+fn json(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn bad_request(why: String) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
+}
+
+/// Joins records (each a JSON object) into a JSON array.
+fn array(records: &[Bytes]) -> String {
+    let mut out = String::from("[");
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(std::str::from_utf8(record).unwrap_or("null"));
+    }
+    out.push(']');
+    out
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// `{"symbols":[…],"intervals":[…]}`: what a page can ask for.
+async fn info(State(watch): Shared) -> Response {
+    let symbols: Vec<String> = watch.hub.symbols().iter().map(|s| quoted(s)).collect();
+    let intervals: Vec<String> = watch
+        .intervals
+        .iter()
+        .map(|i| quoted(&i.to_string()))
+        .collect();
+    json(format!(
+        r#"{{"symbols":[{}],"intervals":[{}]}}"#,
+        symbols.join(","),
+        intervals.join(",")
+    ))
+}
+
+#[derive(Deserialize)]
+struct CandlesQuery {
+    symbol: String,
+    interval: String,
+    limit: Option<usize>,
+}
+
+async fn candles(State(watch): Shared, Query(q): Query<CandlesQuery>) -> Response {
+    let interval: Interval = match q.interval.parse() {
+        Ok(i) if watch.intervals.contains(&i) => i,
+        _ => {
+            let known: Vec<String> = watch.intervals.iter().map(ToString::to_string).collect();
+            return bad_request(format!(
+                "interval `{}` is not one of this run's: {}",
+                q.interval,
+                known.join(", ")
+            ));
+        }
+    };
+    let limit = q.limit.unwrap_or(500).min(CANDLES_KEPT);
+    json(array(&watch.hub.candles(&q.symbol, interval.0, limit)))
+}
+
+#[derive(Deserialize)]
+struct BookQuery {
+    symbol: String,
+}
+
+/// The symbol's best bid/offer and its last trades (oldest first).
+async fn book(State(watch): Shared, Query(q): Query<BookQuery>) -> Response {
+    let (bbo, trades) = watch.hub.book(&q.symbol);
+    let bbo = bbo
+        .as_deref()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("null");
+    json(format!(
+        r#"{{"symbol":{},"bbo":{bbo},"trades":{}}}"#,
+        quoted(&q.symbol),
+        array(&trades)
+    ))
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    outputs: Option<String>,
+    symbols: Option<String>,
+}
+
+/// What one client follows.
+struct Filter {
+    outputs: [bool; OUTPUTS.len()],
+    symbols: Vec<operators::order::Symbol>,
+}
+
+impl Filter {
+    fn parse(q: &StreamQuery) -> Result<Filter, String> {
+        let mut outputs = [false; OUTPUTS.len()];
+        let names: Vec<&str> = match &q.outputs {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => DEFAULT_OUTPUTS.to_vec(),
+        };
+        for name in names {
+            let Some(index) = OUTPUTS.iter().position(|o| o.name == name) else {
+                let known = OUTPUTS.map(|o| o.name).join(", ");
+                return Err(format!("`{name}` is not an output: {known}"));
+            };
+            outputs[index] = true;
+        }
+        let symbols = q
+            .symbols
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Into::into)
+            .collect();
+        Ok(Filter { outputs, symbols })
+    }
+}
+
+/// What a client is sent next: how many records of its channel it missed
+/// (its ring overran) and the records of its outputs that followed.
+struct Step {
+    missed: u64,
+    records: Vec<Live>,
+}
+
+/// One channel as a stream of steps.
+fn steps(
+    receiver: broadcast::Receiver<Arc<Batch>>,
+    next: u64,
+    outputs: [bool; OUTPUTS.len()],
+) -> impl Stream<Item = Option<Step>> {
+    stream::unfold(
+        (receiver, next),
+        move |(mut receiver, mut next)| async move {
+            loop {
+                let batch = match tokio::time::timeout(KEEPALIVE, receiver.recv()).await {
+                    // Quiet: an empty step keeps the connection alive.
+                    Err(_) => return Some((None, (receiver, next))),
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                    Ok(Ok(batch)) => batch,
+                };
+                let missed = batch.first.saturating_sub(next);
+                next = batch.first + batch.records.len() as u64;
+                let records: Vec<Live> = batch
+                    .records
+                    .iter()
+                    .filter(|r| outputs[r.output])
+                    .cloned()
+                    .collect();
+                if missed > 0 || !records.is_empty() {
+                    return Some((Some(Step { missed, records }), (receiver, next)));
+                }
+            }
+        },
+    )
+}
+
+async fn follow(
+    State(watch): Shared,
+    Query(q): Query<StreamQuery>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let filter = match Filter::parse(&q) {
+        Ok(filter) => filter,
+        Err(why) => return bad_request(why),
+    };
+    let outputs = filter.outputs;
+    let subscription = watch.hub.subscribe(&filter.symbols);
+    let merged = stream::select_all(
+        subscription
+            .receivers
+            .into_iter()
+            .map(|(receiver, next)| Box::pin(steps(receiver, next, outputs))),
+    );
+    match upgrade {
+        Ok(upgrade) => upgrade.on_upgrade(move |socket| websocket(socket, merged)),
+        Err(_) => {
+            let body = merged.map(|step| Ok::<_, Infallible>(Bytes::from(server_sent(step))));
+            (
+                [
+                    (header::CONTENT_TYPE, "text/event-stream"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                Body::from_stream(body),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A step as Server-Sent Events: each record an event named after its
+/// output, with the contract's JSON as data; a `missed` event first when
+/// records were lost; a comment when there was nothing to send.
+fn server_sent(step: Option<Step>) -> Vec<u8> {
+    let Some(step) = step else {
+        return b": keepalive\n\n".to_vec();
+    };
+    let mut out = Vec::new();
+    if step.missed > 0 {
+        out.extend_from_slice(
+            format!("event: missed\ndata: {{\"missed\":{}}}\n\n", step.missed).as_bytes(),
+        );
+    }
+    for record in &step.records {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(OUTPUTS[record.output].name.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(&record.json);
+        out.extend_from_slice(b"\n\n");
+    }
+    out
+}
+
+/// The same steps over a WebSocket: one text message per record,
+/// `{"output":NAME,"data":RECORD}`, and `{"output":"missed","data":{"missed":N}}`.
+async fn websocket(mut socket: WebSocket, mut steps: impl Stream<Item = Option<Step>> + Unpin) {
+    while let Some(step) = steps.next().await {
+        let Some(step) = step else {
+            if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let mut messages = Vec::with_capacity(step.records.len() + 1);
+        if step.missed > 0 {
+            messages.push(format!(
+                r#"{{"output":"missed","data":{{"missed":{}}}}}"#,
+                step.missed
+            ));
+        }
+        for record in &step.records {
+            let data = std::str::from_utf8(&record.json).unwrap_or("null");
+            messages.push(format!(
+                r#"{{"output":"{}","data":{data}}}"#,
+                OUTPUTS[record.output].name
+            ));
+        }
+        for message in messages {
+            if socket.send(Message::Text(message.into())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
