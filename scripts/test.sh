@@ -23,6 +23,13 @@ if ! python3 -c 'import chdb' 2>/dev/null; then
     echo "== installing chdb-core (pip)"
     python3 -m pip install --quiet chdb-core
 fi
+# Headless Chromium for the chart page's browser test (tests/serve.rs).
+if ! command -v chromium >/dev/null; then
+    echo "== installing chromium (apt)"
+    if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
+    "${sudo[@]}" apt-get install -y -q chromium >/dev/null ||
+        { "${sudo[@]}" apt-get update -q >/dev/null && "${sudo[@]}" apt-get install -y -q chromium >/dev/null; }
+fi
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -459,3 +459,63 @@ pub fn checkpointed_args(
     .map(|s| s.to_string())
     .collect()
 }
+
+/// A running `orderflow run … --serve 127.0.0.1:0` and the address it
+/// serves at (read from its stderr, which is drained from then on).
+pub struct Served {
+    pub child: Child,
+    pub address: String,
+}
+
+impl Served {
+    pub fn start(args: &[String]) -> Served {
+        use std::io::BufRead;
+        let mut args = args.to_vec();
+        args.extend(["--serve".into(), "127.0.0.1:0".into()]);
+        let mut child = spawn(&args);
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let address = loop {
+            line.clear();
+            let read = stderr.read_line(&mut line).unwrap();
+            assert!(read > 0, "orderflow ended before serving: {args:?}");
+            if let Some(address) = line.trim().strip_prefix("serving http://") {
+                break address.to_string();
+            }
+        };
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Served { child, address }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// GET `path`: the status and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .get(self.url(path))
+            .call()
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    }
+
+    /// Stops the run as Ctrl-C does and returns its stdout.
+    pub fn stop(self) -> String {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        self.wait()
+    }
+
+    /// Waits for the run to end (successfully) and returns its stdout.
+    pub fn wait(self) -> String {
+        let out = self.child.wait_with_output().unwrap();
+        assert!(out.status.success(), "orderflow failed: {}", out.status);
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
