@@ -557,22 +557,29 @@ fn a_server_gone_thirty_seconds_and_a_kill_meanwhile_lose_and_double_nothing() {
         "--sink".into(),
         format!("clickhouse://{address}/{db}?batch_rows=1000&flush_ms=100&queue=1&retry_for=120"),
     ]);
-    let mut child = common::spawn(&args);
+    let mut served = common::Served::start(&args);
     wait_for_rows(&address, &db);
     // Gone at once (a graceful stop takes long enough for the run to end).
     clickhouse_on(8126, &area, "crash");
-    std::thread::sleep(Duration::from_secs(30));
-    if let Some(status) = child.try_wait().unwrap() {
-        let out = child.wait_with_output().unwrap();
-        panic!(
-            "the run did not wait for the server ({status}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    // `/readyz` says the sink is down while it retries.
+    let gone = Instant::now();
+    let (status, body) = loop {
+        let (status, body) = served.get("/readyz");
+        if status == 503 || gone.elapsed() > Duration::from_secs(20) {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("(clickhouse)"), "{body}");
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(gone.elapsed()));
+    if let Some(status) = served.child.try_wait().unwrap() {
+        panic!("the run did not wait for the server ({status})");
     }
     // Killed while the server is away: the restart goes on from the last
     // checkpoint the sink could commit.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
     clickhouse_on(8126, &area, "start");
     let out = common::spawn(&args).wait_with_output().unwrap();
     assert!(
