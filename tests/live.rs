@@ -5,17 +5,9 @@ use orderflow_tests as common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{rows, scratch};
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{rows, scratch, wait_for};
 
 #[test]
 fn an_idle_stdin_closes_its_windows_after_the_idle_timeout() {
@@ -40,7 +32,7 @@ fn an_idle_stdin_closes_its_windows_after_the_idle_timeout() {
     writeln!(stdin, r#"{{"type":"new","order_id":"b","symbol":"IDLE","side":"buy","price":"5","qty":"1","ts":1700000000200}}"#).unwrap();
     stdin.flush().unwrap();
     // No more input, and stdin stays open: only idleness can close the window.
-    wait_for("the idle window's candle", || {
+    wait_for("the idle window's candle", Duration::from_secs(20), || {
         !rows(&out, "candles").is_empty()
     });
     assert!(
@@ -82,7 +74,9 @@ fn ctrl_c_stops_an_endless_run_with_everything_flushed() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("some trades", || !rows(&out, "trades").is_empty());
+    wait_for("some trades", Duration::from_secs(20), || {
+        !rows(&out, "trades").is_empty()
+    });
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

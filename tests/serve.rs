@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{rows, scratch, Served};
+use common::{rows, scratch, wait_for, Served};
 use serde_json::Value;
 
 fn args(out: &Path, extra: &[&str]) -> Vec<String> {
@@ -47,14 +47,6 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
     samples
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn metrics_are_prometheus_text_and_rise_health_and_readiness_answer() {
     let out = scratch("serve-metrics");
@@ -63,7 +55,9 @@ fn metrics_are_prometheus_text_and_rise_health_and_readiness_answer() {
         &["--orders", "0", "--rate", "5000", "--workers", "2"],
     ));
     assert_eq!(served.get("/healthz"), (200, "ok\n".into()));
-    wait_for("ready", || served.get("/readyz").0 == 200);
+    wait_for("ready", Duration::from_secs(30), || {
+        served.get("/readyz").0 == 200
+    });
     let orders = |text: &str| samples(text)["orderflow_orders_total"];
     let (status, first) = served.get("/metrics");
     assert_eq!(status, 200);
@@ -242,7 +236,7 @@ fn the_chart_page_draws_candles_in_a_headless_browser() {
         "--orders", "0", "--rate", "2000", "--start-time", "now", "--symbols", "3",
     ]));
     // Candles of 1 s close once the watermark (2 s behind) passes them.
-    wait_for("a candle", || {
+    wait_for("a candle", Duration::from_secs(30), || {
         served.get("/v1/candles?symbol=SYM0000&interval=1s").1.len() > 2
     });
     let browser = |extra: &[&str], query: &str| {

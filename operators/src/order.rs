@@ -153,6 +153,10 @@ impl Reason {
         "no_liquidity",
     ];
 
+    /// How many of [`Reason::KINDS`], from the first, reject a message (the
+    /// rest expire an order's remainder).
+    pub const REJECTIONS: usize = 6;
+
     /// The index of the reason's kind in [`Reason::KINDS`].
     pub fn kind(self) -> usize {
         match self {

@@ -223,10 +223,7 @@ pub struct GenFlags {
 /// `now` or ms since the Unix epoch.
 fn parse_start_time(text: &str) -> Result<i64, String> {
     match text {
-        "now" => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_millis() as i64),
+        "now" => Ok(crate::source::now_ms()),
         ms => ms
             .parse()
             .map_err(|_| format!("`{ms}`: expected `now` or ms since the Unix epoch")),

@@ -460,6 +460,15 @@ pub fn checkpointed_args(
     .collect()
 }
 
+/// Polls `done` until it holds, failing the test after `within`.
+pub fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running `orderflow run … --serve 127.0.0.1:0` and the address it
 /// serves at (read from its stderr, which is drained from then on).
 pub struct Served {

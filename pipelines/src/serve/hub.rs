@@ -78,9 +78,8 @@ struct Latest {
 }
 
 /// Shared by the workers (publishing) and the HTTP server (following).
-#[derive(Default)]
 pub struct Hub {
-    all: Option<Channel>,
+    all: Channel,
     symbols: RwLock<FxHashMap<Symbol, Arc<Channel>>>,
     latest: Mutex<FxHashMap<Symbol, Latest>>,
 }
@@ -93,13 +92,10 @@ pub struct Subscription {
 impl Hub {
     pub fn new() -> Hub {
         Hub {
-            all: Some(Channel::new()),
-            ..Hub::default()
+            all: Channel::new(),
+            symbols: RwLock::default(),
+            latest: Mutex::default(),
         }
-    }
-
-    fn all(&self) -> &Channel {
-        self.all.as_ref().expect("made by Hub::new")
     }
 
     fn channel(&self, symbol: &Symbol) -> Arc<Channel> {
@@ -117,7 +113,7 @@ impl Hub {
     /// Follows `symbols` (every symbol when empty).
     pub fn subscribe(&self, symbols: &[Symbol]) -> Subscription {
         let receivers = if symbols.is_empty() {
-            vec![self.all().subscribe()]
+            vec![self.all.subscribe()]
         } else {
             symbols
                 .iter()
@@ -167,7 +163,7 @@ impl Hub {
             output: p.output,
             json: bytes.slice(p.range.clone()),
         };
-        self.all().send(pending.iter().map(live).collect());
+        self.all.send(pending.iter().map(live).collect());
         pending.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         let mut latest = self.latest.lock().expect("latest");
         for group in pending.chunk_by(|a, b| a.symbol == b.symbol) {

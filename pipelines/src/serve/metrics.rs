@@ -17,6 +17,7 @@ type NoLabels = [(&'static str, &'static str); 0];
 
 use super::Watch;
 use crate::progress::Counters;
+use crate::sink::Health;
 
 /// Latency bucket bounds, in seconds: 100 µs to 10 s.
 const LATENCY_BOUNDS: [f64; 15] = [
@@ -51,6 +52,24 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// One sample per sink, labelled with its index and kind.
+fn per_sink<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    watch: &Watch,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    sample: impl Fn(&Health) -> M,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (index, sink) in watch.sinks.iter().enumerate() {
+        let index = index.to_string();
+        let labels = [("sink", index.as_str()), ("kind", sink.kind)];
+        sample(sink.sink.health()).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 impl Collector for Scrape {
@@ -97,13 +116,13 @@ impl Collector for Scrape {
                 None,
                 MetricType::Counter,
             )?;
-            for (kind, name) in Reason::KINDS.iter().enumerate().take(6) {
+            for (kind, name) in Reason::KINDS[..Reason::REJECTIONS].iter().enumerate() {
                 let metric = ConstCounter::new(get(&c.rejects[kind]));
                 metric.encode(family.encode_family(&[("reason", *name)])?)?;
             }
         }
         {
-            let now = super::now_ms();
+            let now = crate::source::now_ms();
             let mut family = e.encode_descriptor(
                 "orderflow_watermark_lag_seconds",
                 "Wall-clock time minus each worker's lowest partition watermark.",
@@ -120,54 +139,39 @@ impl Collector for Scrape {
                 }
             }
         }
-        for (name, help, value) in [
-            (
-                "orderflow_sink_rows",
-                "Rows each sink's destination has taken.",
-                0,
-            ),
-            (
-                "orderflow_sink_retries",
-                "Writes each sink tried again after a transient error.",
-                1,
-            ),
-        ] {
-            let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (index, sink) in watch.sinks.iter().enumerate() {
-                let health = sink.sink.health();
-                let count = match value {
-                    0 => health.rows.load(Ordering::Relaxed),
-                    _ => health.retries.load(Ordering::Relaxed),
-                };
-                let index = index.to_string();
-                let labels = [("sink", index.as_str()), ("kind", sink.kind)];
-                ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        for (name, help, value) in [
-            (
-                "orderflow_sink_queued",
-                "Chunks or batches waiting for each sink's writers.",
-                0,
-            ),
-            (
-                "orderflow_sink_up",
-                "1 while a sink writes, 0 while it retries or has failed.",
-                1,
-            ),
-        ] {
-            let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (index, sink) in watch.sinks.iter().enumerate() {
-                let health = sink.sink.health();
-                let figure = match value {
-                    0 => health.queued.load(Ordering::Relaxed) as i64,
-                    _ => i64::from(health.error().is_none()),
-                };
-                let index = index.to_string();
-                let labels = [("sink", index.as_str()), ("kind", sink.kind)];
-                ConstGauge::new(figure).encode(family.encode_family(&labels)?)?;
-            }
-        }
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        per_sink(
+            e,
+            watch,
+            "orderflow_sink_rows",
+            "Rows each sink's destination has taken.",
+            MetricType::Counter,
+            |h| ConstCounter::new(load(&h.rows)),
+        )?;
+        per_sink(
+            e,
+            watch,
+            "orderflow_sink_retries",
+            "Writes each sink tried again after a transient error.",
+            MetricType::Counter,
+            |h| ConstCounter::new(load(&h.retries)),
+        )?;
+        per_sink(
+            e,
+            watch,
+            "orderflow_sink_queued",
+            "Chunks or batches waiting for each sink's writers.",
+            MetricType::Gauge,
+            |h| ConstGauge::new(load(&h.queued) as i64),
+        )?;
+        per_sink(
+            e,
+            watch,
+            "orderflow_sink_up",
+            "1 while a sink writes, 0 while it retries or has failed.",
+            MetricType::Gauge,
+            |h| ConstGauge::new(i64::from(h.error().is_none())),
+        )?;
         if let Some(checkpointer) = &watch.checkpointer {
             let stats = checkpointer.stats();
             counter(

@@ -90,12 +90,6 @@ impl Watch {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The running server; stops when dropped.
 pub struct Server {
     runtime: Option<tokio::runtime::Runtime>,

@@ -468,7 +468,7 @@ impl Metrics {
 
     /// The period's row, starting the next period.
     fn row(&mut self, queue_depth: usize) -> MetricsRow {
-        let now = now_ms();
+        let now = crate::source::now_ms();
         let counts = std::mem::take(&mut self.counts);
         let period = std::mem::replace(&mut self.since, Instant::now()).elapsed();
         let watermark = self.watermark.get();
@@ -486,12 +486,6 @@ impl Metrics {
             queue_depth: queue_depth as u32,
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 struct ClickHouseHandle {

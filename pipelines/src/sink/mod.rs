@@ -42,14 +42,15 @@ pub struct Health {
     /// The error being retried (cleared by the next success), or the one
     /// that stopped the sink.
     error: Mutex<Option<String>>,
-    /// Whether `error` stopped the sink.
-    failed: AtomicBool,
+    /// Whether `error` holds one being retried: a write clears it, and
+    /// only then takes the lock (the Kafka sink reports every record).
+    retrying: AtomicBool,
 }
 
 impl Health {
     pub fn wrote(&self, rows: usize) {
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        if !self.failed.load(Ordering::Relaxed) {
+        if self.retrying.swap(false, Ordering::Relaxed) {
             if let Ok(mut error) = self.error.lock() {
                 error.take();
             }
@@ -61,10 +62,11 @@ impl Health {
         if let Ok(mut slot) = self.error.lock() {
             *slot = Some(format!("{error:#}"));
         }
+        self.retrying.store(true, Ordering::Relaxed);
     }
 
     pub fn failed(&self, error: &anyhow::Error) {
-        self.failed.store(true, Ordering::Relaxed);
+        self.retrying.store(false, Ordering::Relaxed);
         if let Ok(mut slot) = self.error.lock() {
             *slot = Some(format!("{error:#}"));
         }

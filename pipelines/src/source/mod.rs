@@ -169,7 +169,8 @@ impl SourceSpec {
     }
 }
 
-/// Milliseconds since the Unix epoch: the event time of a message without `ts`.
+/// Milliseconds since the Unix epoch by the wall clock (the event time of
+/// a message without `ts`, `--start-time now`, watermark lag).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
