@@ -334,11 +334,7 @@ fn sql_over_output_topics_answers_like_sql_over_the_dir() {
     );
     // A range by record timestamp: everything was written before now, and
     // nothing after.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .to_string();
+    let now = common::now_ms().to_string();
     let count = "SELECT count(*) AS n FROM events";
     let before_now = orderflow(&[
         "sql", "--kafka", &address, "--to", &now, "--format", "csv", count,
@@ -530,4 +526,95 @@ fn a_replay_backfills_a_new_interval_alone() {
     assert_eq!(refused.status.code(), Some(1));
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(error.contains("replay --from earliest"), "{error}");
+}
+
+#[test]
+fn metrics_show_the_consumer_lag_of_a_partition_stopped_before_its_end() {
+    // One symbol, so every record is in partition 0 and partition 1 is
+    // empty; event times (and record timestamps) from 5 s ahead, 1 ms apart.
+    let topic = unique("lag");
+    let source = format!("kafka://{}/{topic}", kafka());
+    let t0 = common::now_ms() + 5_000;
+    #[rustfmt::skip]
+    orderflow(&["gen", "--to", &source, "--partitions", "2", "--orders", "20000", "--symbols", "1",
+        "--start-time", &t0.to_string()]);
+    // Partition 0 stops halfway; partition 1 stays open until the clock
+    // passes the stop time, ~15 s from now, and the run ends then.
+    let out = scratch("kafka-lag");
+    #[rustfmt::skip]
+    let args: Vec<String> = [
+        "run", "--quiet", "--source", &source, "--sink", &format!("dir:{}", out.display()),
+        "--stop", &format!("timestamp:{}", t0 + 10_000),
+        "--kafka-option", "statistics.interval.ms=200",
+    ].map(String::from).to_vec();
+    let served = common::Served::start(&args);
+    let series = |name: &str, p: u32| format!("orderflow_{name}{{partition=\"{p}\"}}");
+    let mut seen = None;
+    common::wait_for("the lag of partition 0", Duration::from_secs(10), || {
+        let m = served.metrics();
+        let lag = |p| m.get(&series("kafka_consumer_lag", p)).copied();
+        seen = Some(m.clone());
+        lag(0) == Some(10_000.0) && lag(1) == Some(0.0)
+    });
+    let m = seen.unwrap();
+    // Partition 0 has ended; partition 1 never had a message.
+    assert_eq!(m[&series("partition_idle", 0)], 1.0);
+    assert!(
+        !m.contains_key(&series("watermark_lag_seconds", 1)),
+        "no watermark without a message"
+    );
+    served.wait();
+    assert_eq!(rows(&out, "events").len(), 10_000);
+}
+
+/// Runs `run` against `broker` with `options` and returns its stderr,
+/// asserting that it failed.
+fn failed_start(broker: &str, options: &[&str]) -> String {
+    let mut args = vec![
+        "run".to_string(),
+        "--source".into(),
+        format!("kafka://{broker}/any"),
+        "--sink".into(),
+        format!("dir:{}", scratch("kafka-failed-start").display()),
+    ];
+    for option in options {
+        args.extend(["--kafka-option".into(), option.to_string()]);
+    }
+    let out = Command::new(common::binary()).args(&args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_wrong_port_or_protocol_is_named_instead_of_waited_on() {
+    let broker = kafka();
+    // SASL on the broker's plaintext listener: refused at once.
+    let sasl = [
+        "security.protocol=SASL_PLAINTEXT",
+        "sasl.mechanism=PLAIN",
+        "sasl.username=user",
+        "sasl.password=wrong",
+    ];
+    let said = failed_start(&broker, &sasl);
+    assert!(
+        said.contains(&format!("Kafka at {broker} refused the SASL handshake"))
+            && said.contains("security.protocol=SASL_PLAINTEXT"),
+        "{said}"
+    );
+    // TLS to a plaintext port, and a port nothing listens on: no answer,
+    // said once the start-up wait is over.
+    let said = failed_start(&broker, &["security.protocol=SSL"]);
+    assert!(
+        said.contains(&format!("no Kafka broker answered at {broker} within 10 s"))
+            && said.contains("security.protocol=SSL?"),
+        "{said}"
+    );
+    // Port 1 is privileged and unused: nothing another test serves.
+    let free = "127.0.0.1:1";
+    let said = failed_start(free, &[]);
+    assert!(
+        said.contains(&format!("no Kafka broker answered at {free}"))
+            && said.contains("Connection refused"),
+        "{said}"
+    );
 }

@@ -5,13 +5,12 @@
 
 use orderflow_tests as common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{rows, scratch, wait_for, Served};
+use common::{rows, samples, scratch, wait_for, Served};
 use serde_json::Value;
 
 fn args(out: &Path, extra: &[&str]) -> Vec<String> {
@@ -22,29 +21,6 @@ fn args(out: &Path, extra: &[&str]) -> Vec<String> {
     args.push(format!("dir:{}", out.display()));
     args.extend(extra.iter().map(|s| s.to_string()));
     args
-}
-
-/// The samples of a Prometheus text exposition, by name with labels;
-/// panics on a line that is neither a comment nor `name{labels} value`.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    let mut samples = BTreeMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (name, value) = line.rsplit_once(' ').expect("`name value`");
-        let bare = name.split('{').next().unwrap();
-        assert!(
-            bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && bare.starts_with("orderflow_"),
-            "not a metric name: {line}"
-        );
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("not a number: {line}"));
-        samples.insert(name.to_string(), value);
-    }
-    samples
 }
 
 #[test]
@@ -71,7 +47,8 @@ fn metrics_are_prometheus_text_and_rise_health_and_readiness_answer() {
         "orderflow_candles_total",
         "orderflow_rejects_total{reason=\"unknown\"}",
         "orderflow_sink_rows_total{sink=\"0\",kind=\"dir\"}",
-        "orderflow_watermark_lag_seconds{worker=\"1\"}",
+        "orderflow_watermark_lag_seconds{partition=\"1\"}",
+        "orderflow_partition_idle{partition=\"1\"}",
     ] {
         assert!(now.contains_key(name), "{name} missing:\n{second}");
     }

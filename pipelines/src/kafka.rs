@@ -14,16 +14,21 @@ use anyhow::{anyhow, bail, Context};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message};
 
 use crate::sink::Health;
 
 /// How long a metadata or offset request may take before we give up.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long start-up waits for a broker to answer before saying why it
+/// did not: a wrong port or protocol must not look like a slow cluster.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `kafka://HOST:PORT[,HOST:PORT…][/TOPIC][?key=value&…]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +94,28 @@ impl KafkaAddress {
         }
         config
     }
+
+    /// A consumer of these brokers (see [`KafkaAddress::config`]).
+    pub fn client(
+        &self,
+        defaults: &[(&str, &str)],
+        options: &[(String, String)],
+    ) -> anyhow::Result<Client> {
+        let config = self.config(defaults, options);
+        let connection = Connection {
+            brokers: self.brokers.clone(),
+            protocol: config
+                .get("security.protocol")
+                .unwrap_or("plaintext")
+                .to_ascii_uppercase(),
+            failure: Mutex::new(None),
+            logged: Mutex::default(),
+            ends: Mutex::default(),
+        };
+        config
+            .create_with_context(connection)
+            .context("creating a Kafka client")
+    }
 }
 
 /// `--kafka-option key=value`, checked for shape at the edge.
@@ -103,22 +130,163 @@ pub fn parse_option(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The partition ids of `topic`, sorted; an error if it does not exist.
-pub fn partitions(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .with_context(|| format!("reading the metadata of topic {topic}"))?;
+/// A consumer whose context remembers why it could not connect.
+pub type Client = BaseConsumer<Connection>;
+
+/// What a client knows of its brokers: where they are, which protocol it
+/// speaks, and the last connection failure librdkafka logged (librdkafka
+/// retries for ever; start-up turns that into one clear message).
+pub struct Connection {
+    brokers: String,
+    protocol: String,
+    failure: Mutex<Option<String>>,
+    /// The last error logged, so a down broker's repeats are logged once.
+    logged: Mutex<String>,
+    /// Each partition's last stable offset (its end, for a read-committed
+    /// consumer) as the statistics last reported it, when enabled.
+    ends: Mutex<HashMap<i32, i64>>,
+}
+
+impl ClientContext for Connection {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL" {
+            self.keep(message);
+        }
+        DefaultClientContext.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let text = format!("Kafka: {error}: {reason}");
+        if let Ok(mut logged) = self.logged.lock() {
+            if *logged != text {
+                tracing::error!("{text}");
+                *logged = text;
+            }
+        }
+        self.failed(&error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        if let Ok(mut ends) = self.ends.lock() {
+            for topic in statistics.topics.values() {
+                for (id, partition) in &topic.partitions {
+                    // librdkafka's internal partition -1 has no offsets.
+                    if *id >= 0 && partition.ls_offset >= 0 {
+                        ends.insert(*id, partition.ls_offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Connection {}
+
+impl Connection {
+    /// Partition `id`'s end as of the consumer's last statistics.
+    pub fn end(&self, id: i32) -> Option<i64> {
+        self.ends.lock().ok()?.get(&id).copied()
+    }
+
+    /// Keeps the failure that says why: "all brokers down" follows it.
+    fn failed(&self, error: &KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.keep(reason);
+        }
+    }
+
+    fn keep(&self, failure: &str) {
+        if let Ok(mut last) = self.failure.lock() {
+            *last = Some(failure.to_string());
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().ok()?.clone()
+    }
+
+    /// Why the brokers did not answer, if the last failure says it at
+    /// once: credentials or TLS refused, or librdkafka's own hint of a
+    /// listener for another protocol.
+    fn refused(&self) -> Option<anyhow::Error> {
+        let failure = self.failure()?;
+        let (brokers, protocol) = (&self.brokers, &self.protocol);
+        let listener = format!(
+            "is this the port of a broker listener for security.protocol={protocol}? \
+             (each listener speaks one protocol)"
+        );
+        if failure.contains("SASL") || failure.contains("uthenticat") {
+            Some(anyhow!(
+                "Kafka at {brokers} refused the SASL handshake ({failure}): check \
+                 sasl.mechanism, sasl.username and sasl.password; and {listener}"
+            ))
+        } else if failure.contains("SSL") {
+            Some(anyhow!(
+                "TLS with Kafka at {brokers} failed ({failure}): {listener}"
+            ))
+        } else if failure.contains("security.protocol") {
+            Some(anyhow!(
+                "Kafka at {brokers} hung up ({failure}): {listener}"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Start-up gave up waiting: say what was last heard.
+    fn unreachable(&self, error: KafkaError) -> anyhow::Error {
+        let heard = self.failure().unwrap_or_else(|| error.to_string());
+        anyhow!(
+            "no Kafka broker answered at {} within {} s ({heard}): is the broker running, \
+             and is this the port of its listener for security.protocol={}?",
+            self.brokers,
+            STARTUP_TIMEOUT.as_secs(),
+            self.protocol
+        )
+    }
+}
+
+/// The partition ids of `topic`, sorted; `None` if it does not exist.
+/// Waits at most [`STARTUP_TIMEOUT`] for the brokers, and fails at once
+/// when they refuse the client's credentials or protocol.
+pub fn partitions(client: &Client, topic: &str) -> anyhow::Result<Option<Vec<i32>>> {
+    let started = Instant::now();
+    let metadata = loop {
+        match client.fetch_metadata(Some(topic), Duration::from_secs(1)) {
+            Ok(metadata) => break metadata,
+            Err(error) => {
+                // Logs and errors wait in the client's queue: serve them
+                // (a bounded drain: a down broker reports without end).
+                for event in std::iter::from_fn(|| client.poll(Duration::ZERO)).take(1000) {
+                    if let (Err(e), None) = (event, client.context().failure()) {
+                        client.context().failed(&e, &e.to_string());
+                    }
+                }
+                if let Some(refused) = client.context().refused() {
+                    return Err(refused);
+                }
+                if started.elapsed() >= STARTUP_TIMEOUT {
+                    return Err(client.context().unreachable(error));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
     let found = metadata
         .topics()
         .iter()
         .find(|t| t.name() == topic)
         .filter(|t| t.error().is_none() && !t.partitions().is_empty());
-    let Some(found) = found else {
-        bail!("topic {topic} does not exist");
-    };
-    let mut ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
-    ids.sort_unstable();
-    Ok(ids)
+    Ok(found.map(|found| {
+        let mut ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        ids
+    }))
+}
+
+/// The partition ids of `topic`, which must exist.
+pub fn existing_partitions(client: &Client, topic: &str) -> anyhow::Result<Vec<i32>> {
+    partitions(client, topic)?.ok_or_else(|| anyhow!("topic {topic} does not exist"))
 }
 
 /// Each partition of `topics` with its end offset of the moment, as
@@ -128,13 +296,10 @@ pub fn ends(
     options: &[(String, String)],
     topics: &[String],
 ) -> anyhow::Result<Vec<(String, i32, i64)>> {
-    let consumer: BaseConsumer = address
-        .config(&[], options)
-        .create()
-        .context("creating a Kafka client")?;
+    let consumer = address.client(&[], options)?;
     let mut ends = Vec::new();
     for topic in topics {
-        for p in partitions(&consumer, topic)? {
+        for p in existing_partitions(&consumer, topic)? {
             let (_, high) = consumer
                 .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
                 .with_context(|| format!("reading the end offset of {topic} partition {p}"))?;
@@ -150,20 +315,17 @@ pub fn ensure_topic(
     address: &KafkaAddress,
     options: &[(String, String)],
     topic: &str,
-    partitions: u32,
+    count: u32,
 ) -> anyhow::Result<usize> {
-    let consumer: BaseConsumer = address
-        .config(&[], options)
-        .create()
-        .context("creating a Kafka client")?;
-    if let Ok(existing) = self::partitions(&consumer, topic) {
+    let consumer = address.client(&[], options)?;
+    if let Some(existing) = partitions(&consumer, topic)? {
         return Ok(existing.len());
     }
     let admin: AdminClient<DefaultClientContext> = address
         .config(&[], options)
         .create()
         .context("creating a Kafka admin client")?;
-    let count = i32::try_from(partitions).context("too many partitions")?;
+    let count = i32::try_from(count).context("too many partitions")?;
     let new = NewTopic::new(topic, count, TopicReplication::Fixed(-1));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -180,10 +342,12 @@ pub fn ensure_topic(
     // Creation is asynchronous on the broker: wait until it serves metadata.
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     loop {
-        match self::partitions(&consumer, topic) {
-            Ok(ids) => return Ok(ids.len()),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        match partitions(&consumer, topic)? {
+            Some(ids) => return Ok(ids.len()),
+            None if Instant::now() > deadline => {
+                bail!("topic {topic} was created but the brokers do not serve it")
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
         }
     }
 }
@@ -323,6 +487,14 @@ impl Producer {
             .lock()
             .map(|ends| ends.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect())
             .unwrap_or_default()
+    }
+
+    /// Tells [`Health`] how many records wait for the broker's ack.
+    pub fn report_queued(&self) {
+        let queued = self.inner.in_flight_count().max(0) as u64;
+        self.health()
+            .queued
+            .store(queued, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The first delivery failure, if any.

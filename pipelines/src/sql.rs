@@ -172,15 +172,12 @@ fn kafka_session(
         .iter()
         .find(|(k, _)| k == "prefix")
         .map_or("", |(_, v)| v.as_str());
-    let probe: rdkafka::consumer::BaseConsumer = address
-        .config(&[], options)
-        .create()
-        .context("creating a Kafka client")?;
+    let probe = address.client(&[], options)?;
     let mut found = 0;
     for output in OUTPUTS {
         let table = output.name;
         let topic = format!("{prefix}{table}");
-        if crate::kafka::partitions(&probe, &topic).is_err() {
+        if crate::kafka::partitions(&probe, &topic)?.is_none() {
             continue;
         }
         found += 1;

@@ -2,7 +2,7 @@
 
 pub mod clickhouse;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -460,6 +460,14 @@ pub fn checkpointed_args(
     .collect()
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// Polls `done` until it holds, failing the test after `within`.
 pub fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -467,6 +475,29 @@ pub fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The samples of a Prometheus text exposition, by name with labels;
+/// panics on a line that is neither a comment nor `name{labels} value`.
+pub fn samples(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').expect("`name value`");
+        let bare = name.split('{').next().unwrap();
+        assert!(
+            bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && bare.starts_with("orderflow_"),
+            "not a metric name: {line}"
+        );
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        samples.insert(name.to_string(), value);
+    }
+    samples
 }
 
 /// A running `orderflow run … --serve 127.0.0.1:0` and the address it
@@ -512,6 +543,13 @@ impl Served {
             .expect("the server answers");
         let status = response.status().as_u16();
         (status, response.body_mut().read_to_string().unwrap())
+    }
+
+    /// The samples `/metrics` answers with now.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200, "{text}");
+        samples(&text)
     }
 
     /// Stops the run as Ctrl-C does and returns its stdout.

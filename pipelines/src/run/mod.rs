@@ -8,8 +8,8 @@ mod sinks;
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -252,7 +252,8 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
                         sink: Arc::clone(sink),
                     })
                     .collect(),
-                watermarks: (0..workers).map(|_| AtomicI64::new(i64::MIN)).collect(),
+                workers,
+                partitions: Mutex::default(),
                 opened: AtomicUsize::new(0),
                 checkpointer: checkpointer.clone(),
                 intervals: args.intervals.clone(),
@@ -340,8 +341,6 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         .iter()
         .map(|s| s.handle(&info))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // The worker's index within its process.
-    let local = job.watch.as_ref().map_or(0, |w| index % w.watermarks.len());
     if let Some(watch) = &job.watch {
         handles.push(Box::new(Publisher::new(Arc::clone(&watch.hub))));
         watch.opened.fetch_add(1, Ordering::Relaxed);
@@ -412,9 +411,9 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         // Kept once all partitions have ended: the last watermark stands.
         if let Some(lowest) = reading.watermark() {
             watermark.set(Some(lowest));
-            if let Some(watch) = &job.watch {
-                watch.watermarks[local].store(lowest, Ordering::Relaxed);
-            }
+        }
+        if let Some(watch) = &job.watch {
+            reading.report(&watch.partitions);
         }
         // A worker whose partitions are quiet still moves its inputs on once
         // the dataflow has caught up with it: the frontier is the minimum

@@ -2,16 +2,20 @@
 //! dataflow, each batch followed by the partition's mark (position and
 //! watermark), so that a checkpoint knows where every partition stands.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use operators::dataflow::{Control, PartitionMark, Time};
 use operators::partition::Sequenced;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::latency::Latency;
+use crate::serve::PartitionState;
 use crate::source::{Pace, PartitionSource, Poll};
+
+/// How often a worker tells `/metrics` where its partitions stand.
+const REPORT_EVERY: Duration = Duration::from_millis(500);
 
 /// The partitions one worker owns, and where each stands.
 pub struct Reading {
@@ -33,6 +37,7 @@ pub struct Reading {
     /// Each source's pace position when the run started.
     starts: Vec<u64>,
     latency: Arc<Latency>,
+    reported: Option<Instant>,
 }
 
 impl Reading {
@@ -59,6 +64,7 @@ impl Reading {
             pace,
             starts,
             latency,
+            reported: None,
         }
     }
 
@@ -139,6 +145,31 @@ impl Reading {
             .filter(|&i| self.open[i] && self.sent_marks[i] != i64::MIN)
             .map(|i| self.sent_marks[i])
             .min()
+    }
+
+    /// Puts each partition's watermark, idleness and lag into `into`,
+    /// at most every [`REPORT_EVERY`].
+    pub fn report(&mut self, into: &Mutex<BTreeMap<u32, PartitionState>>) {
+        if self.reported.is_some_and(|at| at.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        self.reported = Some(Instant::now());
+        let Ok(mut states) = into.lock() else {
+            return;
+        };
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            let lag = source.lag();
+            let idle = !self.open[i]
+                || self.last_data[i].elapsed().as_millis() as i64 >= self.idle_timeout;
+            states.insert(
+                source.reader().partition(),
+                PartitionState {
+                    watermark: self.sent_marks[i],
+                    idle,
+                    lag,
+                },
+            );
+        }
     }
 
     /// Tells each source how far the dataflow has processed its batches.

@@ -72,6 +72,55 @@ fn per_sink<M: EncodeMetric>(
     Ok(())
 }
 
+/// Watermark lag, idleness and (Kafka) consumer lag of each source
+/// partition, labelled with its id.
+fn partitions(encoder: &mut DescriptorEncoder, watch: &Watch) -> fmt::Result {
+    let states = match watch.partitions.lock() {
+        Ok(states) => states.clone(),
+        Err(_) => return Ok(()),
+    };
+    let now = crate::source::now_ms();
+    let ids: Vec<String> = states.keys().map(u32::to_string).collect();
+    let labelled = states.values().zip(&ids);
+    let mut family = encoder.encode_descriptor(
+        "orderflow_watermark_lag_seconds",
+        "Wall-clock time minus each source partition's watermark.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (state, id) in labelled.clone() {
+        if state.watermark != i64::MIN && state.watermark != i64::MAX {
+            let lag = (now - state.watermark) as f64 / 1e3;
+            ConstGauge::new(lag).encode(family.encode_family(&[("partition", id.as_str())])?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "orderflow_partition_idle",
+        "1 while a source partition has had no message for --idle-timeout (or has ended).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (state, id) in labelled.clone() {
+        ConstGauge::new(i64::from(state.idle))
+            .encode(family.encode_family(&[("partition", id.as_str())])?)?;
+    }
+    if states.values().any(|s| s.lag.is_some()) {
+        let mut family = encoder.encode_descriptor(
+            "orderflow_kafka_consumer_lag",
+            "Messages in each Kafka partition beyond those read (as of the consumer's last fetch).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, id) in labelled {
+            if let Some(lag) = state.lag {
+                ConstGauge::new(lag)
+                    .encode(family.encode_family(&[("partition", id.as_str())])?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let watch = &self.0;
@@ -121,24 +170,7 @@ impl Collector for Scrape {
                 metric.encode(family.encode_family(&[("reason", *name)])?)?;
             }
         }
-        {
-            let now = crate::source::now_ms();
-            let mut family = e.encode_descriptor(
-                "orderflow_watermark_lag_seconds",
-                "Wall-clock time minus each worker's lowest partition watermark.",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (worker, watermark) in watch.watermarks.iter().enumerate() {
-                let watermark = watermark.load(Ordering::Relaxed);
-                if watermark != i64::MIN {
-                    let lag = (now - watermark) as f64 / 1e3;
-                    let worker = worker.to_string();
-                    ConstGauge::new(lag)
-                        .encode(family.encode_family(&[("worker", worker.as_str())])?)?;
-                }
-            }
-        }
+        partitions(e, watch)?;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         per_sink(
             e,
@@ -160,7 +192,7 @@ impl Collector for Scrape {
             e,
             watch,
             "orderflow_sink_queued",
-            "Chunks or batches waiting for each sink's writers.",
+            "Chunks, batches or (Kafka) records waiting for each sink's writers.",
             MetricType::Gauge,
             |h| ConstGauge::new(load(&h.queued) as i64),
         )?;

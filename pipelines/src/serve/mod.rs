@@ -14,10 +14,11 @@
 pub mod hub;
 mod metrics;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -54,14 +55,27 @@ pub struct WatchedSink {
     pub sink: Arc<dyn Sink>,
 }
 
+/// Where a source partition stood when its worker last reported.
+#[derive(Clone, Copy, Debug)]
+pub struct PartitionState {
+    /// `i64::MIN` before the partition had a valid message.
+    pub watermark: i64,
+    /// No message for `--idle-timeout`, or ended.
+    pub idle: bool,
+    /// Kafka's consumer lag, in messages.
+    pub lag: Option<i64>,
+}
+
 /// What the server reads of the run.
 pub struct Watch {
     pub hub: Arc<Hub>,
     pub counters: Arc<Counters>,
     pub latency: Arc<Latency>,
     pub sinks: Vec<WatchedSink>,
-    /// Each worker's lowest partition watermark (`i64::MIN`: none yet).
-    pub watermarks: Vec<AtomicI64>,
+    /// Workers of this process.
+    pub workers: usize,
+    /// Each source partition of this process, by id.
+    pub partitions: Mutex<BTreeMap<u32, PartitionState>>,
     /// Workers of this process that have opened their sources.
     pub opened: AtomicUsize,
     pub checkpointer: Option<Arc<Checkpointer>>,
@@ -71,7 +85,7 @@ pub struct Watch {
 impl Watch {
     /// Why the run is not ready, or `None` when it is.
     fn unready(&self) -> Option<String> {
-        if self.opened.load(Ordering::Relaxed) < self.watermarks.len() {
+        if self.opened.load(Ordering::Relaxed) < self.workers {
             return Some("sources not open yet".into());
         }
         let failing: Vec<String> = self

@@ -332,6 +332,7 @@ impl SinkHandle for KafkaHandle {
 
     fn flush(&mut self) -> anyhow::Result<()> {
         // librdkafka sends on its own schedule (linger.ms); surface failures.
+        self.producer.report_queued();
         self.producer.check()
     }
 

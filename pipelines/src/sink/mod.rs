@@ -37,7 +37,7 @@ pub struct Health {
     pub rows: AtomicU64,
     /// Writes tried again after a transient error.
     pub retries: AtomicU64,
-    /// Chunks or batches waiting for the sink's writers.
+    /// Chunks, batches or (Kafka) records waiting for the sink's writers.
     pub queued: AtomicU64,
     /// The error being retried (cleared by the next success), or the one
     /// that stopped the sink.

@@ -16,13 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use operators::partition::{PartitionReader, Sequenced};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{now_ms, PartitionSource, Poll};
-use crate::kafka::{self, KafkaAddress, REQUEST_TIMEOUT};
+use crate::kafka::{self, Client, Connection, KafkaAddress, REQUEST_TIMEOUT};
 
 /// Where a run starts reading each partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,9 +136,7 @@ impl KafkaSource {
     /// Looks up the topic's partitions and resolves start and stop offsets.
     pub fn resolve(address: KafkaAddress, read: KafkaRead) -> anyhow::Result<KafkaSource> {
         let topic = address.topic()?.to_string();
-        let consumer: BaseConsumer = consumer_config(&address, &read)
-            .create()
-            .context("creating a Kafka consumer")?;
+        let consumer = consumer(&address, &read, false)?;
         let plan = plan(&consumer, &topic, &read)
             .with_context(|| format!("reading topic {topic} on {}", address.brokers))?;
         Ok(KafkaSource {
@@ -200,11 +197,7 @@ impl KafkaSource {
         if owned.is_empty() {
             return Ok(Vec::new());
         }
-        let consumer: Arc<BaseConsumer> = Arc::new(
-            consumer_config(&self.address, &self.read)
-                .create()
-                .context("creating a Kafka consumer")?,
-        );
+        let consumer = Arc::new(consumer(&self.address, &self.read, true)?);
         let mut assignment = TopicPartitionList::new();
         for p in &owned {
             assignment.add_partition_offset(&self.topic, p.partition, Offset::Offset(p.start))?;
@@ -267,7 +260,9 @@ impl KafkaSource {
     }
 }
 
-pub fn consumer_config(address: &KafkaAddress, read: &KafkaRead) -> ClientConfig {
+/// The source's consumer; `stats` for one that reads for the whole run
+/// (its partitions' ends then come with the statistics, for the lag).
+fn consumer(address: &KafkaAddress, read: &KafkaRead, stats: bool) -> anyhow::Result<Client> {
     let defaults = [
         ("group.id", read.group.as_str()),
         ("enable.auto.commit", "false"),
@@ -275,17 +270,18 @@ pub fn consumer_config(address: &KafkaAddress, read: &KafkaRead) -> ClientConfig
         ("enable.partition.eof", "false"),
         // An offset that no longer exists is an error, never a silent jump.
         ("auto.offset.reset", "error"),
+        ("statistics.interval.ms", if stats { "1000" } else { "0" }),
     ];
-    address.config(&defaults, &read.options)
+    address.client(&defaults, &read.options)
 }
 
 /// Each partition's start and (with `--stop latest`) end offsets.
 pub fn plan(
-    consumer: &BaseConsumer,
+    consumer: &Client,
     topic: &str,
     read: &KafkaRead,
 ) -> anyhow::Result<Vec<PartitionPlan>> {
-    let ids = kafka::partitions(consumer, topic)?;
+    let ids = kafka::existing_partitions(consumer, topic)?;
     let marks = ids
         .iter()
         .map(|p| {
@@ -379,7 +375,7 @@ pub fn plan(
 }
 
 /// Whether the consumer's position in `partition` has reached `end`.
-fn caught_up(consumer: &BaseConsumer, topic: &str, partition: i32, end: i64) -> bool {
+fn caught_up(consumer: &Client, topic: &str, partition: i32, end: i64) -> bool {
     // The list is dropped here, before the consumer can be: a live one
     // would make the consumer's drop block.
     let position = consumer
@@ -409,9 +405,7 @@ pub fn read_range(
         group: "orderflow-sql".to_string(),
         commit: false,
     };
-    let consumer: BaseConsumer = consumer_config(address, &read)
-        .create()
-        .context("creating a Kafka consumer")?;
+    let consumer = consumer(address, &read, false)?;
     let mut left: Vec<PartitionPlan> = plan(&consumer, topic, &read)?
         .into_iter()
         .filter(|p| p.end.is_some_and(|end| end > p.start))
@@ -461,8 +455,8 @@ const COMMIT_EVERY: Duration = Duration::from_secs(5);
 const END_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 struct KafkaPartition {
-    consumer: Arc<BaseConsumer>,
-    queue: rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>,
+    consumer: Arc<Client>,
+    queue: rdkafka::consumer::base_consumer::PartitionQueue<Connection>,
     early: VecDeque<OwnedMessage>,
     topic: String,
     commits: bool,
@@ -541,7 +535,11 @@ impl KafkaPartition {
                     .consumer
                     .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
                     .with_context(|| format!("reading the end of partition {partition}"))?;
-                if caught_up(&self.consumer, &self.topic, partition, high) {
+                // Our own position first: the consumer's is unknown in a
+                // partition that never had a record.
+                if self.position.next >= high
+                    || caught_up(&self.consumer, &self.topic, partition, high)
+                {
                     self.position.stopped = true;
                 }
             }
@@ -631,6 +629,13 @@ impl PartitionSource for KafkaPartition {
         {
             self.commit(next_offset);
         }
+    }
+
+    /// From the end in the consumer's last statistics: no request.
+    fn lag(&self) -> Option<i64> {
+        let partition = self.position.reader.partition() as i32;
+        let end = self.consumer.context().end(partition)?;
+        Some((end - self.position.next).max(0))
     }
 
     fn close(&mut self) {

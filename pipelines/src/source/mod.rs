@@ -49,6 +49,11 @@ pub trait PartitionSource {
     fn processed(&mut self, _next_offset: u64) {}
     /// The run is over and everything read was processed.
     fn close(&mut self) {}
+    /// Messages the partition holds beyond those read, where the source
+    /// knows without asking anyone (Kafka's consumer lag).
+    fn lag(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// A parsed `--source`.
