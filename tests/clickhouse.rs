@@ -302,7 +302,8 @@ fn dashboard_queries() -> Vec<(String, String)> {
     for name in ["market", "pipeline"] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
         let dashboard: Value = serde_json::from_str(&text).unwrap();
-        for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        let variables = dashboard["templating"]["list"].as_array().unwrap();
+        for variable in variables.iter().filter(|v| v["type"] == "query") {
             let query = variable["query"].as_str().unwrap();
             queries.push((format!("{name}: ${}", variable["name"]), query.to_string()));
         }
@@ -314,6 +315,58 @@ fn dashboard_queries() -> Vec<(String, String)> {
         }
     }
     queries
+}
+
+#[test]
+fn dashboards_import_through_the_ui_and_through_provisioning() {
+    let dir = project("dashboards");
+    for name in ["market", "pipeline"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        let dashboard: Value = serde_json::from_str(&text).unwrap();
+        // The UI's import asks for the datasource this input names, and
+        // puts it where `${DS_CLICKHOUSE}` stands.
+        let inputs = dashboard["__inputs"].as_array().unwrap();
+        assert_eq!(inputs.len(), 1, "{name}");
+        assert_eq!(inputs[0]["name"], "DS_CLICKHOUSE");
+        assert_eq!(inputs[0]["pluginId"], "grafana-clickhouse-datasource");
+        let variables = dashboard["templating"]["list"].as_array().unwrap();
+        let variable = |v: &str| variables.iter().find(|x| x["name"] == v).unwrap();
+        // Provisioned, `${DS_CLICKHOUSE}` stays unresolved and the
+        // variable falls back to the first ClickHouse datasource.
+        assert_eq!(variable("datasource")["type"], "datasource");
+        assert_eq!(
+            variable("datasource")["current"]["value"],
+            "${DS_CLICKHOUSE}"
+        );
+        assert_eq!(variable("database")["type"], "textbox");
+        // Every panel, query and variable goes through the variable, and
+        // every table is qualified with the database variable.
+        let mut uses = 0;
+        let mut check = |at: &Value, what: String| {
+            assert_eq!(at["datasource"]["uid"], "${datasource}", "{name}: {what}");
+            for key in ["rawSql", "query"] {
+                if let Some(sql) = at[key].as_str().filter(|_| at["type"] != "textbox") {
+                    for word in ["FROM ", "JOIN "] {
+                        for (i, _) in sql.match_indices(word) {
+                            let table = &sql[i + word.len()..];
+                            assert!(table.starts_with("${database}."), "{name}: {what}: {sql}");
+                            uses += 1;
+                        }
+                    }
+                }
+            }
+        };
+        for v in variables.iter().filter(|v| v["type"] == "query") {
+            check(v, format!("variable {}", v["name"]));
+        }
+        for panel in dashboard["panels"].as_array().unwrap() {
+            check(panel, format!("panel {}", panel["title"]));
+            for target in panel["targets"].as_array().unwrap() {
+                check(target, format!("panel {}", panel["title"]));
+            }
+        }
+        assert!(uses >= 7, "{name}: {uses} tables");
+    }
 }
 
 #[test]
@@ -362,36 +415,43 @@ fn every_dashboard_query_returns_rows_on_the_test_server_and_current_clickhouse(
         &format!("SELECT symbol FROM {db}.trades GROUP BY symbol ORDER BY count() DESC LIMIT 1"),
     );
     let symbol = top[0]["symbol"].as_str().unwrap().to_string();
-    let variables = [("symbol", symbol.as_str()), ("interval", "1m")];
-    let queries: Vec<(String, String)> = dashboard_queries()
-        .into_iter()
-        .map(|(panel, sql)| (panel, expand(&sql, from, to, &variables)))
-        .collect();
-    assert!(queries.len() >= 15, "{} queries", queries.len());
-    // The pipeline's metrics rows are written in process time: widen the
-    // range for those to now.
-    let now = common::now_ms() / 1000;
-    let queries: Vec<(String, String)> = queries
-        .into_iter()
-        .map(|(panel, sql)| match sql.contains("pipeline_metrics") {
-            true => {
-                let sql = sql.replace(
-                    &format!("toDateTime({to})"),
-                    &format!("toDateTime({})", now + 60),
-                );
-                (
-                    panel,
-                    sql.replace(
-                        &format!("toDateTime({from})"),
-                        &format!("toDateTime({})", now - 3600),
-                    ),
-                )
-            }
-            false => (panel, sql),
-        })
-        .collect();
+    // The queries on the rows in `database`.
+    let queries = |database: &str| -> Vec<(String, String)> {
+        let variables = [
+            ("symbol", symbol.as_str()),
+            ("interval", "1m"),
+            ("database", database),
+        ];
+        let queries: Vec<(String, String)> = dashboard_queries()
+            .into_iter()
+            .map(|(panel, sql)| (panel, expand(&sql, from, to, &variables)))
+            .collect();
+        assert!(queries.len() >= 15, "{} queries", queries.len());
+        // The pipeline's metrics rows are written in process time: widen
+        // the range for those to now.
+        let now = common::now_ms() as u64 / 1000;
+        queries
+            .into_iter()
+            .map(|(panel, sql)| match sql.contains("pipeline_metrics") {
+                true => {
+                    let sql = sql.replace(
+                        &format!("toDateTime({to})"),
+                        &format!("toDateTime({})", now + 60),
+                    );
+                    (
+                        panel,
+                        sql.replace(
+                            &format!("toDateTime({from})"),
+                            &format!("toDateTime({})", now - 3600),
+                        ),
+                    )
+                }
+                false => (panel, sql),
+            })
+            .collect()
+    };
     // ClickHouse 18.16, the test server.
-    for (panel, sql) in &queries {
+    for (panel, sql) in &queries(&db) {
         let rows = select_in(&address, &db, sql);
         assert!(rows.lines().count() > 0, "{panel}: no rows from\n{sql}");
     }
@@ -423,6 +483,8 @@ fn every_dashboard_query_returns_rows_on_the_test_server_and_current_clickhouse(
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs");
+    // Its script loads the rows into database `orderflow`.
+    let queries = queries("orderflow");
     let sqls: Vec<&str> = queries.iter().map(|(_, sql)| sql.as_str()).collect();
     serde_json::to_writer(current.stdin.take().unwrap(), &sqls).unwrap();
     let result = current.wait_with_output().unwrap();
