@@ -36,6 +36,9 @@ pub struct Live {
 #[derive(Debug)]
 pub struct Batch {
     pub first: u64,
+    /// When the worker handed them over, in µs since the Unix epoch: what a
+    /// client's delay is measured from.
+    pub handed: i64,
     pub records: Vec<Live>,
 }
 
@@ -58,7 +61,12 @@ impl Channel {
         let first = *sent;
         *sent += records.len() as u64;
         // No receiver is not an error: the batch is simply not kept.
-        let _ = self.sender.send(Arc::new(Batch { first, records }));
+        let handed = crate::source::now_us();
+        let _ = self.sender.send(Arc::new(Batch {
+            first,
+            handed,
+            records,
+        }));
     }
 
     /// A receiver, and the count its first batch starts from.

@@ -43,6 +43,9 @@ use hub::{Batch, Hub, Live, CANDLES_KEPT};
 
 /// An idle stream says it is alive this often, so proxies keep it open.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// The least time between two writes to one stream: batches that come
+/// sooner are gathered into the next write.
+const LINGER: Duration = Duration::from_millis(25);
 /// What `/v1/stream` sends when `outputs` is not given.
 const DEFAULT_OUTPUTS: [&str; 3] = ["trades", "bbo", "candles"];
 
@@ -314,6 +317,8 @@ impl Filter {
 struct Step {
     missed: u64,
     records: Vec<Live>,
+    /// (index in `records`, handover µs) where each batch's records begin.
+    handed: Vec<(usize, i64)>,
 }
 
 /// One channel as a stream of steps.
@@ -323,26 +328,44 @@ fn steps(
     outputs: [bool; OUTPUTS.len()],
 ) -> impl Stream<Item = Option<Step>> {
     stream::unfold(
-        (receiver, next),
-        move |(mut receiver, mut next)| async move {
+        (receiver, next, None),
+        move |(mut receiver, mut next, mut last): (_, u64, Option<tokio::time::Instant>)| async move {
             loop {
                 let batch = match tokio::time::timeout(KEEPALIVE, receiver.recv()).await {
                     // Quiet: an empty step keeps the connection alive.
-                    Err(_) => return Some((None, (receiver, next))),
+                    Err(_) => return Some((None, (receiver, next, last))),
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
                     Ok(Err(broadcast::error::RecvError::Closed)) => return None,
                     Ok(Ok(batch)) => batch,
                 };
-                let missed = batch.first.saturating_sub(next);
-                next = batch.first + batch.records.len() as u64;
-                let records: Vec<Live> = batch
-                    .records
-                    .iter()
-                    .filter(|r| outputs[r.output])
-                    .cloned()
-                    .collect();
-                if missed > 0 || !records.is_empty() {
-                    return Some((Some(Step { missed, records }), (receiver, next)));
+                // A write per client per LINGER at most, however finely
+                // the workers step (writes, not bytes, are what a thousand
+                // clients cost); a quiet channel's record goes at once.
+                if let Some(last) = last {
+                    tokio::time::sleep_until(last + LINGER).await;
+                }
+                let mut step = Step {
+                    missed: 0,
+                    records: Vec::new(),
+                    handed: Vec::new(),
+                };
+                let mut batch = Some(batch);
+                while let Some(b) = batch {
+                    step.missed += b.first.saturating_sub(next);
+                    next = b.first + b.records.len() as u64;
+                    step.handed.push((step.records.len(), b.handed));
+                    let wanted = b.records.iter().filter(|r| outputs[r.output]);
+                    step.records.extend(wanted.cloned());
+                    batch = match receiver.try_recv() {
+                        Ok(b) => Some(b),
+                        // Overrun meanwhile: the next batch counts the loss.
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => receiver.try_recv().ok(),
+                        Err(_) => None,
+                    };
+                }
+                if step.missed > 0 || !step.records.is_empty() {
+                    last = Some(tokio::time::Instant::now());
+                    return Some((Some(step), (receiver, next, last)));
                 }
             }
         },
@@ -384,18 +407,27 @@ async fn follow(
 
 /// A step as Server-Sent Events: each record an event named after its
 /// output, with the contract's JSON as data; a `missed` event first when
-/// records were lost; a comment when there was nothing to send.
+/// records were lost; a comment when there was nothing to send. Each
+/// batch's records open with the comment `: handed µs`, when the worker
+/// handed them over (browsers ignore comments; `scripts/fanout.sh`
+/// measures delay with it).
 fn server_sent(step: Option<Step>) -> Vec<u8> {
     let Some(step) = step else {
         return b": keepalive\n\n".to_vec();
     };
-    let mut out = Vec::new();
+    let size: usize = step.records.iter().map(|r| r.json.len() + 16).sum();
+    let mut out = Vec::with_capacity(size + 64);
+
     if step.missed > 0 {
         out.extend_from_slice(
             format!("event: missed\ndata: {{\"missed\":{}}}\n\n", step.missed).as_bytes(),
         );
     }
-    for record in &step.records {
+    let mut handed = step.handed.iter().peekable();
+    for (i, record) in step.records.iter().enumerate() {
+        while let Some((_, at)) = handed.next_if(|(start, _)| *start == i) {
+            out.extend_from_slice(format!(": handed {at}\n").as_bytes());
+        }
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(OUTPUTS[record.output].name.as_bytes());
         out.extend_from_slice(b"\ndata: ");

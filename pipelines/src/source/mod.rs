@@ -177,9 +177,14 @@ impl SourceSpec {
 /// Milliseconds since the Unix epoch by the wall clock (the event time of
 /// a message without `ts`, `--start-time now`, watermark lag).
 pub fn now_ms() -> i64 {
+    now_us() / 1000
+}
+
+/// Microseconds since the Unix epoch by the wall clock.
+pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 const REST_MIN: Duration = Duration::from_micros(20);

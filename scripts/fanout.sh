@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The fan-out benchmark of `run --serve` (README "Benchmarks"): the
+# pipeline paced at RATE orders/s on 2 workers into dir:, alone and with
+# CLIENTS Server-Sent Events clients (trades, bbo, candles) of one symbol:
+# a quiet one (SYM0001, ~0.7% of the flow) and the hot one (SYM0000, 30%:
+# the generator's default --hot-share). One table: the pipeline's rate,
+# what the clients received and missed, and the delay from each record's
+# handover to the stream (`: handed µs`) to its arrival at a client.
+# The clients run in one thread of one process beside the pipeline.
+# Usage: scripts/fanout.sh [CLIENTS] [RATE] [SECONDS]   (1000 100000 20)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+clients="${1:-1000}"
+rate="${2:-100000}"
+seconds="${3:-20}"
+orders=$((rate * seconds))
+build release
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"; pkill -P $$ 2>/dev/null || true' EXIT
+rows=()
+
+# run LABEL [SYMBOL]: one paced run; with SYMBOL, CLIENTS clients of it
+# follow the stream from a second in until a second before the run ends.
+run() {
+  local label="$1" symbol="${2:-}" address clients_line="–"
+  rm -rf "$scratch/out"
+  "$bin/orderflow" run --quiet --sink "dir:$scratch/out" --workers 2 \
+    --orders "$orders" --rate "$rate" --serve 127.0.0.1:0 \
+    >"$scratch/summary" 2>"$scratch/stderr" &
+  local pid=$!
+  for _ in $(seq 1 100); do
+    address="$(sed -n 's/^serving http:\/\///p' "$scratch/stderr")"
+    [[ -n "$address" ]] && break
+    sleep 0.1
+  done
+  if [[ -n "$symbol" ]]; then
+    sleep 1
+    clients_line="$("$bin/sse-clients" \
+      "http://$address/v1/stream?symbols=$symbol" "$clients" "$((seconds - 3))")"
+  fi
+  wait "$pid"
+  local summary rate_reached
+  summary="$(head -1 "$scratch/summary")"
+  rate_reached="${summary##*· }"
+  echo "$label: $summary | $clients_line" >&2
+  rows+=("| $label | $rate_reached | ${clients_line#clients * · } |")
+}
+
+run "no clients"
+run "$clients clients of SYM0001 (~0.7% of orders)" SYM0001
+run "$clients clients of SYM0000 (hot, 30% of orders)" SYM0000
+
+echo
+echo "Fan-out at $rate orders/s paced, 2 workers, $seconds s; $(nproc) cores, $(uname -m)"
+echo
+echo "| clients | pipeline rate | received by the clients |"
+echo "|---|---|---|"
+printf '%s\n' "${rows[@]}"
