@@ -631,6 +631,13 @@ fn a_server_gone_thirty_seconds_and_a_kill_meanwhile_lose_and_double_nothing() {
     };
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("(clickhouse)"), "{body}");
+    // So do the metrics, with the error it retries.
+    let (_, metrics) = served.get("/metrics");
+    assert!(
+        metrics.contains("orderflow_sink_up{sink=\"1\",kind=\"clickhouse\"} 0")
+            && metrics.contains("orderflow_sink_error{sink=\"1\",kind=\"clickhouse\",error=\""),
+        "{metrics}"
+    );
     std::thread::sleep(Duration::from_secs(30).saturating_sub(gone.elapsed()));
     if let Some(status) = served.child.try_wait().unwrap() {
         panic!("the run did not wait for the server ({status})");

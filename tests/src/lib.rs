@@ -47,7 +47,10 @@ pub fn rows(dir: &Path, output: &str) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(dir.join(format!("{output}.jsonl"))) else {
         return Vec::new();
     };
-    text.lines()
+    // A file still being written may end in part of a line: whole lines only.
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{output}: bad JSON {l}: {e}")))
         .collect()

@@ -121,6 +121,43 @@ fn partitions(encoder: &mut DescriptorEncoder, watch: &Watch) -> fmt::Result {
     Ok(())
 }
 
+/// The error each failing sink is retrying or stopped with, as a label: an
+/// info metric, since Prometheus samples carry no text.
+fn sink_errors(encoder: &mut DescriptorEncoder, watch: &Watch) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "orderflow_sink_error",
+        "1 for each sink with an error (being retried, or the one that stopped it), named in the label.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (index, sink) in watch.sinks.iter().enumerate() {
+        let Some(error) = sink.sink.health().error() else {
+            continue;
+        };
+        // A label value on one line, without the quotes and backslashes
+        // the text format would have to escape.
+        let error: String = error
+            .chars()
+            .map(|c| {
+                if matches!(c, '"' | '\\' | '\n') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .take(300)
+            .collect();
+        let index = index.to_string();
+        let labels = [
+            ("sink", index.as_str()),
+            ("kind", sink.kind),
+            ("error", &error),
+        ];
+        ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let watch = &self.0;
@@ -204,6 +241,7 @@ impl Collector for Scrape {
             MetricType::Gauge,
             |h| ConstGauge::new(i64::from(h.error().is_none())),
         )?;
+        sink_errors(e, watch)?;
         if let Some(checkpointer) = &watch.checkpointer {
             let stats = checkpointer.stats();
             counter(

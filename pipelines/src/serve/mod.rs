@@ -116,6 +116,9 @@ pub struct Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
+            // The run is over: a stream writes at most every LINGER, so
+            // its last records go out within two.
+            std::thread::sleep(2 * LINGER);
             runtime.shutdown_background();
         }
     }
