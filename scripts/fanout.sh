@@ -20,10 +20,10 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"; pkill -P $$ 2>/dev/null || true' EXIT
 rows=()
 
-# run LABEL [SYMBOL]: one paced run; with SYMBOL, CLIENTS clients of it
-# follow the stream from a second in until a second before the run ends.
+# run LABEL [QUERY]: one paced run; with QUERY, CLIENTS clients follow
+# /v1/stream?QUERY from a second in until a second before the run ends.
 run() {
-  local label="$1" symbol="${2:-}" address clients_line="–"
+  local label="$1" query="${2:-}" address clients_line="–"
   rm -rf "$scratch/out"
   "$bin/orderflow" run --quiet --sink "dir:$scratch/out" --workers 2 \
     --orders "$orders" --rate "$rate" --serve 127.0.0.1:0 \
@@ -34,10 +34,10 @@ run() {
     [[ -n "$address" ]] && break
     sleep 0.1
   done
-  if [[ -n "$symbol" ]]; then
+  if [[ -n "$query" ]]; then
     sleep 1
     clients_line="$("$bin/sse-clients" \
-      "http://$address/v1/stream?symbols=$symbol" "$clients" "$((seconds - 3))")"
+      "http://$address/v1/stream?$query" "$clients" "$((seconds - 3))")"
   fi
   wait "$pid"
   local summary rate_reached
@@ -48,8 +48,8 @@ run() {
 }
 
 run "no clients"
-run "$clients clients of SYM0001 (~0.7% of orders)" SYM0001
-run "$clients clients of SYM0000 (hot, 30% of orders)" SYM0000
+run "$clients clients of SYM0001 (~0.7% of orders)" symbols=SYM0001
+run "$clients clients of SYM0000 (hot, 30% of orders)" symbols=SYM0000
 
 echo
 echo "Fan-out at $rate orders/s paced, 2 workers, $seconds s; $(nproc) cores, $(uname -m)"

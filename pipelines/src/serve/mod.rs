@@ -45,9 +45,20 @@ use hub::{Batch, Hub, Live, CANDLES_KEPT};
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// The least time between two writes to one stream: batches that come
 /// sooner are gathered into the next write.
-const LINGER: Duration = Duration::from_millis(25);
+const LINGER: Duration = Duration::from_millis(10);
 /// What `/v1/stream` sends when `outputs` is not given.
 const DEFAULT_OUTPUTS: [&str; 3] = ["trades", "bbo", "candles"];
+
+/// The first tick of the server's LINGER grid at or after `last + LINGER`:
+/// every stream that waits wakes on the same ticks, so the serving thread
+/// wakes once per tick for all of them rather than once per stream.
+fn tick_after(last: tokio::time::Instant) -> tokio::time::Instant {
+    static GRID: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *GRID.get_or_init(tokio::time::Instant::now);
+    let since = (last + LINGER).saturating_duration_since(origin).as_nanos();
+    let step = LINGER.as_nanos();
+    origin + Duration::from_nanos((since.div_ceil(step) * step) as u64)
+}
 
 const PAGE: &str = include_str!("assets/index.html");
 const CHARTS: &str = include_str!("assets/lightweight-charts.standalone.production.js");
@@ -345,7 +356,7 @@ fn steps(
                 // the workers step (writes, not bytes, are what a thousand
                 // clients cost); a quiet channel's record goes at once.
                 if let Some(last) = last {
-                    tokio::time::sleep_until(last + LINGER).await;
+                    tokio::time::sleep_until(tick_after(last)).await;
                 }
                 let mut step = Step {
                     missed: 0,
@@ -469,5 +480,27 @@ async fn websocket(mut socket: WebSocket, mut steps: impl Stream<Item = Option<S
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_wait_at_least_a_linger_and_meet_on_one_grid() {
+        let start = tokio::time::Instant::now();
+        let ticks: Vec<_> = (0..40)
+            .map(|i| {
+                let last = start + Duration::from_micros(i * 700);
+                let tick = tick_after(last);
+                assert!(tick >= last + LINGER && tick < last + 2 * LINGER);
+                tick
+            })
+            .collect();
+        // 40 writes 0.7 ms apart wake on three or four ticks, not 40.
+        let mut distinct = ticks.clone();
+        distinct.dedup();
+        assert!(distinct.len() <= 4, "{} ticks", distinct.len());
     }
 }
