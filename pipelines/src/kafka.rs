@@ -215,7 +215,7 @@ impl Connection {
             "is this the port of a broker listener for security.protocol={protocol}? \
              (each listener speaks one protocol)"
         );
-        if failure.contains("SASL") || failure.contains("uthenticat") {
+        if failure.contains("SASL") || failure.to_lowercase().contains("authenticat") {
             Some(anyhow!(
                 "Kafka at {brokers} refused the SASL handshake ({failure}): check \
                  sasl.mechanism, sasl.username and sasl.password; and {listener}"

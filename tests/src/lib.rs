@@ -465,10 +465,15 @@ pub fn checkpointed_args(
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
+    now_us() / 1000
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as i64
+        .as_micros() as i64
 }
 
 /// Polls `done` until it holds, failing the test after `within`.

@@ -56,12 +56,11 @@ impl Channel {
         }
     }
 
-    fn send(&self, records: Vec<Live>) {
+    fn send(&self, records: Vec<Live>, handed: i64) {
         let mut sent = self.sent.lock().expect("channel count");
         let first = *sent;
         *sent += records.len() as u64;
         // No receiver is not an error: the batch is simply not kept.
-        let handed = crate::source::now_us();
         let _ = self.sender.send(Arc::new(Batch {
             first,
             handed,
@@ -171,14 +170,17 @@ impl Hub {
             output: p.output,
             json: bytes.slice(p.range.clone()),
         };
-        self.all.send(pending.iter().map(live).collect());
+        // One clock reading for the step's batches: handed over together.
+        let handed = crate::source::now_us();
+        self.all.send(pending.iter().map(live).collect(), handed);
         pending.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         let mut latest = self.latest.lock().expect("latest");
         for group in pending.chunk_by(|a, b| a.symbol == b.symbol) {
             let Some(symbol) = &group[0].symbol else {
                 continue;
             };
-            self.channel(symbol).send(group.iter().map(live).collect());
+            self.channel(symbol)
+                .send(group.iter().map(live).collect(), handed);
             let state = latest.entry(symbol.clone()).or_default();
             for p in group {
                 match p.kept {

@@ -58,12 +58,6 @@ impl Seen {
     }
 }
 
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 /// One client: follows `url` until `until`, into `seen`.
 async fn follow(url: hyper::Uri, until: Instant, seen: Arc<Mutex<Seen>>) -> Result<(), String> {
     let authority = url.authority().ok_or("no host in the URL")?.clone();
@@ -104,7 +98,7 @@ async fn follow(url: hyper::Uri, until: Instant, seen: Arc<Mutex<Seen>>) -> Resu
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let now = now_us();
+        let now = orderflow_tests::now_us() as u64;
         pending.extend_from_slice(&data);
         // Only whole lines: a step may arrive in more than one frame.
         if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
