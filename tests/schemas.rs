@@ -23,12 +23,15 @@ fn allows_null(property: &Value) -> bool {
 }
 
 /// The JSON Schema file of each output.
-const SCHEMAS: [(&str, &str); 5] = [
+const SCHEMAS: [(&str, &str); 8] = [
     ("events", "event"),
     ("trades", "trade"),
     ("bbo", "bbo"),
     ("candles", "candle"),
     ("late", "late"),
+    ("positions", "position"),
+    ("exposure", "exposure"),
+    ("depth", "depth"),
 ];
 
 fn json_schema(output: &str) -> Value {
@@ -121,6 +124,7 @@ fn clickhouse_tables_hold_the_described_columns_in_their_types() {
                 Kind::Version => &["UInt32"],
                 Kind::Price => &["Decimal(18, 8)"],
                 Kind::Amount => &["Decimal(38, 8)"],
+                Kind::Notional => &["Decimal(38, 16)"],
                 Kind::Time => &["Int64"],
             };
             assert!(

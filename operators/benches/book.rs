@@ -92,6 +92,7 @@ fn mix(resting: usize, spread: i64) -> (Vec<OrderMsg>, Vec<OrderMsg>) {
             symbol: "BENCH".into(),
             order_id: format!("o{id}").into(),
             command,
+            account: None,
             ts: 0,
         });
     }

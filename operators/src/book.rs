@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::decimal::Fixed;
-use crate::order::{Command, OrderId, OrderMsg, Reason, Rejected, Side, Symbol, TimeInForce};
+use crate::order::{
+    Account, Command, OrderId, OrderMsg, Reason, Rejected, Side, Symbol, TimeInForce,
+};
 use crate::output::{Bbo, Event, Status, Trade};
 
 /// Slot index meaning "none": end of a queue, or an id no longer resting.
@@ -24,6 +26,7 @@ const NIL: u32 = u32::MAX;
 #[derive(Debug)]
 struct Slot {
     id: OrderId,
+    account: Option<Account>,
     side: Side,
     price: i64,
     remaining: i64,
@@ -31,10 +34,11 @@ struct Slot {
     next: u32,
 }
 
-/// One price level: total quantity and the ends of its FIFO queue.
+/// One price level: total quantity, order count and the ends of its FIFO queue.
 #[derive(Debug)]
 struct Level {
     qty: i64,
+    orders: i64,
     head: u32,
     tail: u32,
 }
@@ -50,12 +54,24 @@ fn key(side: Side, price: i64) -> i64 {
     }
 }
 
+/// A change to one price level: quantity and order count added (negative
+/// when taken away). What market depth is aggregated from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LevelChange {
+    pub side: Side,
+    /// Fixed-point units.
+    pub price: i64,
+    pub qty: i64,
+    pub orders: i64,
+}
+
 /// What the caller collects from the book; vectors are reused between calls.
 #[derive(Debug, Default)]
 pub struct BookOutput {
     pub events: Vec<Event>,
     pub trades: Vec<Trade>,
     pub bbo: Vec<Bbo>,
+    pub levels: Vec<LevelChange>,
 }
 
 impl BookOutput {
@@ -63,6 +79,7 @@ impl BookOutput {
         self.events.clear();
         self.trades.clear();
         self.bbo.clear();
+        self.levels.clear();
     }
 }
 
@@ -77,8 +94,10 @@ pub struct BookState {
     pub symbol: Symbol,
     pub msg_seq: u64,
     pub trade_seq: u64,
-    /// (id, side, price, remaining) in fixed-point units.
-    pub resting: Vec<(OrderId, Side, i64, i64)>,
+    /// The price of the latest trade, in fixed-point units.
+    pub last_price: Option<i64>,
+    /// (id, side, price, remaining, account) in fixed-point units.
+    pub resting: Vec<(OrderId, Side, i64, i64, Option<Account>)>,
     pub retired: Vec<OrderId>,
 }
 
@@ -99,6 +118,7 @@ pub struct OrderBook {
     /// Input messages seen, rejected ones included.
     msg_seq: u64,
     trade_seq: u64,
+    last_price: Option<i64>,
 }
 
 impl OrderBook {
@@ -113,6 +133,7 @@ impl OrderBook {
             retired: FxHashSet::default(),
             msg_seq: 0,
             trade_seq: 0,
+            last_price: None,
         }
     }
 
@@ -126,10 +147,18 @@ impl OrderBook {
             symbol: self.symbol.clone(),
             msg_seq: self.msg_seq,
             trade_seq: self.trade_seq,
+            last_price: self.last_price,
             resting: self
-                .resting()
-                .into_iter()
-                .map(|(id, side, price, qty)| (id, side, price.0, qty.0))
+                .queue()
+                .map(|s| {
+                    (
+                        s.id.clone(),
+                        s.side,
+                        s.price,
+                        s.remaining,
+                        s.account.clone(),
+                    )
+                })
                 .collect(),
             retired: self.retired.iter().cloned().collect(),
         }
@@ -140,8 +169,10 @@ impl OrderBook {
         let mut book = OrderBook::new(state.symbol);
         book.msg_seq = state.msg_seq;
         book.trade_seq = state.trade_seq;
-        for (id, side, price, remaining) in state.resting {
-            book.rest(id, side, price, remaining);
+        book.last_price = state.last_price;
+        let mut unseen = BookOutput::default();
+        for (id, side, price, remaining, account) in state.resting {
+            book.rest(id, account, side, price, remaining, &mut unseen);
         }
         book.retired = state.retired.into_iter().collect();
         book
@@ -157,18 +188,47 @@ impl OrderBook {
     /// Resting orders in priority order, each as (id, side, price, remaining):
     /// bids best first, then asks best first. For tests and inspection.
     pub fn resting(&self) -> Vec<(OrderId, Side, Fixed, Fixed)> {
-        let mut out = Vec::new();
-        for ladder in [&self.bids, &self.asks] {
-            for level in ladder.values() {
-                let mut at = level.head;
-                while at != NIL {
-                    let s = &self.slots[at as usize];
-                    out.push((s.id.clone(), s.side, Fixed(s.price), Fixed(s.remaining)));
-                    at = s.next;
-                }
-            }
-        }
-        out
+        self.queue()
+            .map(|s| (s.id.clone(), s.side, Fixed(s.price), Fixed(s.remaining)))
+            .collect()
+    }
+
+    /// Resting orders' slots in priority order.
+    fn queue(&self) -> impl Iterator<Item = &Slot> {
+        [&self.bids, &self.asks]
+            .into_iter()
+            .flat_map(|ladder| ladder.values())
+            .flat_map(|level| {
+                std::iter::successors(
+                    (level.head != NIL).then(|| &self.slots[level.head as usize]),
+                    |s| (s.next != NIL).then(|| &self.slots[s.next as usize]),
+                )
+            })
+    }
+
+    /// Every price level as a [`LevelChange`] from an empty book: what
+    /// depth starts from when a book is restored.
+    pub fn levels(&self) -> impl Iterator<Item = LevelChange> + '_ {
+        [(Side::Buy, &self.bids), (Side::Sell, &self.asks)]
+            .into_iter()
+            .flat_map(|(side, ladder)| {
+                ladder.iter().map(move |(&k, l)| LevelChange {
+                    side,
+                    price: k.abs(),
+                    qty: l.qty,
+                    orders: l.orders,
+                })
+            })
+    }
+
+    /// Messages seen, rejected ones included: the `seq` of the latest.
+    pub fn msg_seq(&self) -> u64 {
+        self.msg_seq
+    }
+
+    /// The latest trade's `seq` and price.
+    pub fn last_trade(&self) -> Option<(u64, Fixed)> {
+        self.last_price.map(|p| (self.trade_seq, Fixed(p)))
     }
 
     /// Applies one validated message, appending its event, trades and (if the
@@ -192,7 +252,7 @@ impl OrderBook {
                 }
                 outcome
             }
-            Command::Cancel => self.cancel(&msg.order_id),
+            Command::Cancel => self.cancel(&msg.order_id, out),
             Command::Replace { price, qty } => self.replace(msg, price, qty, out),
         };
         out.events.push(Event {
@@ -265,21 +325,29 @@ impl OrderBook {
         if tif == TimeInForce::Fok && !self.fillable(side.opposite(), limit, qty.0) {
             return (Status::Expired, Some(Reason::Unfillable));
         }
-        let remaining = self.take(side, limit, qty.0, &msg.order_id, msg.ts, out);
+        let taker = (&msg.order_id, msg.account.as_ref());
+        let remaining = self.take(side, limit, qty.0, taker, msg.ts, out);
         match (remaining, price, tif) {
             (0, _, _) => (Status::Filled, None),
             (_, Some(p), TimeInForce::Gtc) => {
-                self.rest(msg.order_id.clone(), side, p.0, remaining);
+                self.rest(
+                    msg.order_id.clone(),
+                    msg.account.clone(),
+                    side,
+                    p.0,
+                    remaining,
+                    out,
+                );
                 (Status::Accepted, None)
             }
             _ => (Status::Expired, Some(Reason::Remainder)),
         }
     }
 
-    fn cancel(&mut self, id: &OrderId) -> (Status, Option<Reason>) {
+    fn cancel(&mut self, id: &OrderId, out: &mut BookOutput) -> (Status, Option<Reason>) {
         match self.resting.remove_entry(id) {
             Some((id, at)) => {
-                self.unlink(at);
+                self.unlink(at, out);
                 self.retired.insert(id);
                 (Status::Cancelled, None)
             }
@@ -309,16 +377,31 @@ impl OrderBook {
                 .get_mut(&key(side, old_price))
                 .expect("level of a resting order");
             level.qty -= old_qty - new_qty;
+            out.levels.push(LevelChange {
+                side,
+                price: old_price,
+                qty: new_qty - old_qty,
+                orders: 0,
+            });
             return (Status::Replaced, None);
         }
         // Anything else loses priority: out of the book, then in again as a
         // new GTC limit order that may cross.
-        self.unlink(at);
+        let account = self.slots[at as usize].account.take();
+        self.unlink(at, out);
         let limit = key(side.opposite(), new_price);
-        let remaining = self.take(side, limit, new_qty, &msg.order_id, msg.ts, out);
+        let taker = (&msg.order_id, account.as_ref());
+        let remaining = self.take(side, limit, new_qty, taker, msg.ts, out);
         match remaining {
             0 => self.retire(&msg.order_id),
-            _ => self.rest(msg.order_id.clone(), side, new_price, remaining),
+            _ => self.rest(
+                msg.order_id.clone(),
+                account,
+                side,
+                new_price,
+                remaining,
+                out,
+            ),
         }
         (Status::Replaced, None)
     }
@@ -330,7 +413,7 @@ impl OrderBook {
         side: Side,
         limit: i64,
         mut qty: i64,
-        taker: &OrderId,
+        (taker, taker_account): (&OrderId, Option<&Account>),
         ts: i64,
         out: &mut BookOutput,
     ) -> i64 {
@@ -353,6 +436,15 @@ impl OrderBook {
             level.qty -= fill;
             qty -= fill;
             self.trade_seq += 1;
+            self.last_price = Some(maker.price);
+            let done = maker.remaining == 0;
+            level.orders -= i64::from(done);
+            out.levels.push(LevelChange {
+                side: maker.side,
+                price: maker.price,
+                qty: -fill,
+                orders: -i64::from(done),
+            });
             out.trades.push(Trade {
                 symbol: self.symbol.clone(),
                 seq: self.trade_seq,
@@ -362,8 +454,10 @@ impl OrderBook {
                 taker_order_id: taker.clone(),
                 taker_side: side,
                 ts,
+                maker_account: maker.account.clone(),
+                taker_account: taker_account.cloned(),
             });
-            if maker.remaining == 0 {
+            if done {
                 // The head is done: pop it from the queue and free its slot.
                 let next = maker.next;
                 if let Some((id, _)) = self.resting.remove_entry(&maker.id) {
@@ -394,9 +488,24 @@ impl OrderBook {
     }
 
     /// Puts an order at the back of its level's queue.
-    fn rest(&mut self, id: OrderId, side: Side, price: i64, qty: i64) {
+    fn rest(
+        &mut self,
+        id: OrderId,
+        account: Option<Account>,
+        side: Side,
+        price: i64,
+        qty: i64,
+        out: &mut BookOutput,
+    ) {
+        out.levels.push(LevelChange {
+            side,
+            price,
+            qty,
+            orders: 1,
+        });
         let slot = Slot {
             id: id.clone(),
+            account,
             side,
             price,
             remaining: qty,
@@ -418,11 +527,13 @@ impl OrderBook {
             .entry(key(side, price))
             .or_insert(Level {
                 qty: 0,
+                orders: 0,
                 head: NIL,
                 tail: NIL,
             });
         let tail = std::mem::replace(&mut level.tail, at);
         level.qty += qty;
+        level.orders += 1;
         if tail == NIL {
             level.head = at;
         } else {
@@ -441,7 +552,7 @@ impl OrderBook {
 
     /// Takes a slot out of its level (dropping the level when it empties)
     /// and returns it to the free list. The id maps are the caller's to update.
-    fn unlink(&mut self, at: u32) {
+    fn unlink(&mut self, at: u32, out: &mut BookOutput) {
         let Slot {
             side,
             price,
@@ -460,6 +571,13 @@ impl OrderBook {
         let k = key(side, price);
         let level = ladder.get_mut(&k).expect("level of a resting order");
         level.qty -= remaining;
+        level.orders -= 1;
+        out.levels.push(LevelChange {
+            side,
+            price,
+            qty: -remaining,
+            orders: -1,
+        });
         if level.head == at {
             level.head = next;
         }

@@ -11,15 +11,18 @@ use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHasher};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
-use crate::book::{BookOutput, BookState, OrderBook};
+use crate::book::{BookOutput, BookState, LevelChange, OrderBook};
+use crate::decimal::Fixed;
 use crate::order::Symbol;
-use crate::output::{Bbo, Candle, Event, Late, Status, Trade, Values};
+use crate::output::{Bbo, Candle, Depth, Event, Exposure, Late, Position, Status, Trade, Values};
 use crate::partition::{Sequenced, WatermarkState};
+use crate::views::{Fill, ViewChange};
 use crate::window::{CandleSpec, Windows, WindowsState};
 
 /// Batch number: the timely time of everything read in one source round.
@@ -33,11 +36,15 @@ pub enum Record {
     Bbo(Bbo),
     Candle(Candle),
     Late(Late),
+    Position(Position),
+    Exposure(Exposure),
+    Depth(Depth),
 }
 
 impl Record {
-    /// The symbol the record belongs to (its Kafka key); `None` for the
-    /// event of a message without a readable symbol.
+    /// The key the record belongs to (its Kafka key): the symbol, or the
+    /// account of an exposure; `None` for the event of a message without a
+    /// readable symbol.
     pub fn symbol(&self) -> Option<&str> {
         match self {
             Record::Event(e) => e.symbol.as_deref(),
@@ -45,10 +52,13 @@ impl Record {
             Record::Bbo(b) => Some(&b.symbol),
             Record::Candle(c) => Some(&c.symbol),
             Record::Late(l) => Some(&l.trade.symbol),
+            Record::Position(p) => Some(&p.symbol),
+            Record::Exposure(e) => Some(&e.account),
+            Record::Depth(d) => Some(&d.symbol),
         }
     }
 
-    /// The output it belongs to: `events`, `trades`, `bbo`, `candles`, `late`.
+    /// Its output's index in [`OUTPUTS`](crate::output::OUTPUTS).
     pub fn output(&self) -> usize {
         match self {
             Record::Event(_) => 0,
@@ -56,6 +66,9 @@ impl Record {
             Record::Bbo(_) => 2,
             Record::Candle(_) => 3,
             Record::Late(_) => 4,
+            Record::Position(_) => 5,
+            Record::Exposure(_) => 6,
+            Record::Depth(_) => 7,
         }
     }
 
@@ -67,6 +80,9 @@ impl Record {
             Record::Bbo(b) => b.values(v),
             Record::Candle(c) => c.values(v),
             Record::Late(l) => l.values(v),
+            Record::Position(p) => p.values(v),
+            Record::Exposure(e) => e.values(v),
+            Record::Depth(d) => d.values(v),
         }
     }
 }
@@ -199,7 +215,8 @@ impl<D> Stash<D> {
 /// One order book per symbol.
 pub trait Books<'scope> {
     /// Exchanges messages by symbol and applies them to their books in
-    /// partition order, emitting events, trades and bbo changes. Starts from
+    /// partition order, emitting events, trades and bbo changes, and (if
+    /// `views`) what the differential views need of each batch. Starts from
     /// `restored` (this worker's books of a checkpoint) and hands a snapshot
     /// of its books to `on_snapshot` at each checkpoint in `control`.
     fn books(
@@ -207,7 +224,11 @@ pub trait Books<'scope> {
         control: StreamVec<'scope, Time, Control>,
         restored: Vec<BookState>,
         on_snapshot: OnSnapshot,
-    ) -> StreamVec<'scope, Time, BookRecord>;
+        views: bool,
+    ) -> (
+        StreamVec<'scope, Time, BookRecord>,
+        StreamVec<'scope, Time, ViewChange>,
+    );
 }
 
 impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
@@ -216,19 +237,42 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
         control: StreamVec<'scope, Time, Control>,
         restored: Vec<BookState>,
         mut on_snapshot: OnSnapshot,
-    ) -> StreamVec<'scope, Time, BookRecord> {
-        let exchange = Exchange::new(route);
-        self.binary_frontier(control, exchange, Pipeline, "Books", |_cap, _info| {
+        views: bool,
+    ) -> (
+        StreamVec<'scope, Time, BookRecord>,
+        StreamVec<'scope, Time, ViewChange>,
+    ) {
+        let mut builder = OperatorBuilder::new("Books".to_owned(), self.scope());
+        let mut input = builder.new_input(self, Exchange::new(route));
+        let mut control = builder.new_input(control, Pipeline);
+        let (records_out, records) = builder.new_output();
+        let (changes_out, changes) = builder.new_output();
+        let mut records_out = OutputBuilder::from(records_out);
+        let mut changes_out = OutputBuilder::from(changes_out);
+        builder.build(move |_caps| {
             let mut stash = Stash::new();
             let mut controls = Stash::new();
+            // Each time's capability for the views' output.
+            let mut view_caps: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
             let mut books: FxHashMap<_, OrderBook> = restored
                 .into_iter()
                 .map(|state| (state.symbol.clone(), OrderBook::restore(state)))
                 .collect();
+            // Restored books seed the views once, in the first batch.
+            let mut seed = views.then(|| books.keys().cloned().collect::<Vec<_>>());
+            let mut batch_views = BatchViews::default();
             let mut watermarks: FxHashMap<u32, i64> = FxHashMap::default();
             let mut out = BookOutput::default();
-            move |(input, frontier), (control, control_frontier), output| {
+            move |frontiers| {
+                let (frontier, control_frontier) = (&frontiers[0], &frontiers[1]);
+                let mut output = records_out.activate();
+                let mut changes = changes_out.activate();
                 input.for_each(|cap, data| {
+                    if views {
+                        if let Some(c) = cap.retain_least(1) {
+                            view_caps.entry(*c.time()).or_insert(c);
+                        }
+                    }
                     if let Some(cap) = cap.retain_least(0) {
                         stash.push(cap, data);
                     }
@@ -238,11 +282,16 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                         controls.push(cap, data);
                     }
                 });
-                for (_, (cap, mut batch, control)) in
+                for (time, (cap, mut batch, control)) in
                     ready(&mut stash, &mut controls, [frontier, control_frontier])
                 {
                     batch.sort_unstable_by_key(|m| (m.partition, m.offset));
                     let mut session = output.session(&cap);
+                    if let Some(symbols) = seed.take().filter(|_| !batch.is_empty()) {
+                        for symbol in symbols {
+                            batch_views.seed(&books[&symbol]);
+                        }
+                    }
                     for seq in batch {
                         let known = watermarks.entry(seq.partition).or_insert(i64::MIN);
                         if *known != seq.watermark {
@@ -254,7 +303,13 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                         }
                         out.clear();
                         match (&seq.msg, seq.symbol()) {
-                            (Ok(msg), _) => book(&mut books, &msg.symbol).apply(msg, &mut out),
+                            (Ok(msg), _) => {
+                                let book = book(&mut books, &msg.symbol);
+                                if views {
+                                    batch_views.touch(book);
+                                }
+                                book.apply(msg, &mut out)
+                            }
                             (Err(rejected), Some(symbol)) => {
                                 book(&mut books, symbol).reject(rejected, &mut out)
                             }
@@ -269,6 +324,9 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                                 origin: (0, 0),
                             }),
                         }
+                        if views {
+                            batch_views.add(&out);
+                        }
                         let partition = seq.partition;
                         let origin = (seq.partition, seq.offset);
                         let events = out
@@ -282,6 +340,11 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                             trades.map(|trade| BookRecord::Trade { partition, trade }),
                         );
                     }
+                    if let Some(cap) = view_caps.remove(&time) {
+                        changes
+                            .session(&cap)
+                            .give_iterator(batch_views.drain(&books));
+                    }
                     for id in checkpoints(&control) {
                         let mut states: Vec<BookState> =
                             books.values().map(OrderBook::snapshot).collect();
@@ -290,7 +353,117 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                     }
                 }
             }
-        })
+        });
+        (records, changes)
+    }
+}
+
+/// What one batch did to the books, gathered for the views: level changes
+/// summed per price, every trade's legs, and each touched symbol's latest
+/// trade as it was before the batch.
+#[derive(Default)]
+struct BatchViews {
+    /// The book last touched and its latest trade before the batch.
+    touched: FxHashMap<Symbol, Option<(u64, Fixed)>>,
+    current: Option<Symbol>,
+    levels: FxHashMap<(Symbol, crate::order::Side, i64), (i64, i64)>,
+    fills: Vec<ViewChange>,
+}
+
+impl BatchViews {
+    /// Notes the book a message is about to change.
+    fn touch(&mut self, book: &OrderBook) {
+        self.touched
+            .entry(book.symbol().clone())
+            .or_insert_with(|| book.last_trade());
+        self.current = Some(book.symbol().clone());
+    }
+
+    /// A restored book's levels and latest trade, as changes from nothing.
+    fn seed(&mut self, book: &OrderBook) {
+        self.touched.entry(book.symbol().clone()).or_insert(None);
+        self.current = Some(book.symbol().clone());
+        let mut out = BookOutput::default();
+        out.levels.extend(book.levels());
+        self.add(&out);
+    }
+
+    /// The level changes and trades of the message just applied.
+    fn add(&mut self, out: &BookOutput) {
+        let Some(symbol) = &self.current else { return };
+        for &LevelChange {
+            side,
+            price,
+            qty,
+            orders,
+        } in &out.levels
+        {
+            let level = self
+                .levels
+                .entry((symbol.clone(), side, price))
+                .or_default();
+            level.0 += qty;
+            level.1 += orders;
+        }
+        for trade in &out.trades {
+            let (buyer, seller) = match trade.taker_side {
+                crate::order::Side::Buy => (&trade.taker_account, &trade.maker_account),
+                crate::order::Side::Sell => (&trade.maker_account, &trade.taker_account),
+            };
+            let legs = Fill::legs(buyer.as_ref(), seller.as_ref(), trade.price, trade.qty);
+            self.fills
+                .extend(legs.map(|(account, fill)| ViewChange::Fill {
+                    symbol: symbol.clone(),
+                    account,
+                    fill,
+                }));
+        }
+    }
+
+    /// The batch's changes, in a deterministic order, leaving it empty.
+    fn drain<'a>(
+        &'a mut self,
+        books: &'a FxHashMap<Symbol, OrderBook>,
+    ) -> impl Iterator<Item = ViewChange> + 'a {
+        self.current = None;
+        let mut levels: Vec<_> = self
+            .levels
+            .drain()
+            .filter(|(_, change)| *change != (0, 0))
+            .collect();
+        levels.sort_unstable();
+        let mut touched: Vec<_> = self.touched.drain().collect();
+        touched.sort_unstable();
+        let lasts = touched.into_iter().flat_map(move |(symbol, before)| {
+            let book = &books[&symbol];
+            let after = book.last_trade();
+            let last = |(seq, price): (u64, Fixed), diff| ViewChange::Last {
+                symbol: symbol.clone(),
+                seq,
+                price: price.0,
+                diff,
+            };
+            let moved = (before != after).then_some(());
+            let old = moved.and(before).map(|b| last(b, -1));
+            let new = moved.and(after).map(|a| last(a, 1));
+            let seq = ViewChange::Seq {
+                symbol: symbol.clone(),
+                seq: book.msg_seq(),
+            };
+            old.into_iter().chain(new).chain([seq])
+        });
+        let levels = levels
+            .into_iter()
+            .map(|((symbol, side, price), (qty, orders))| ViewChange::Level {
+                symbol,
+                change: LevelChange {
+                    side,
+                    price,
+                    qty,
+                    orders,
+                },
+            });
+        levels.chain(self.fills.drain(..)).chain(lasts)
     }
 }
 
@@ -522,7 +695,8 @@ mod tests {
                 let control = marks.to_stream(scope);
                 orders
                     .to_stream(scope)
-                    .books(control.clone(), Vec::new(), Box::new(|_, _, _| {}))
+                    .books(control.clone(), Vec::new(), Box::new(|_, _, _| {}), false)
+                    .0
                     .candles(
                         control,
                         spec,

@@ -185,16 +185,24 @@ pub type Digits = [u8; 41];
 /// written into `buf` from its end: no allocation, since this runs for
 /// every price and quantity out.
 pub fn scaled(value: i128, buf: &mut Digits) -> &str {
+    scaled_by(value, SCALE, buf)
+}
+
+/// Fractional digits of a sum of price × qty kept whole: see [`Notional`].
+pub const NOTIONAL_SCALE: u32 = 2 * SCALE;
+
+/// As [`scaled`], for `value` × 10^-`scale` (`scale` ≤ 16).
+pub fn scaled_by(value: i128, scale: u32, buf: &mut Digits) -> &str {
     let mut at = buf.len();
     let mut put = |digit: u8| {
         at -= 1;
         buf[at] = digit;
     };
     let abs = value.unsigned_abs();
-    let one = ONE as u128;
+    let one = 10u128.pow(scale);
     let (mut whole, mut frac) = (abs / one, (abs % one) as u64);
     if frac != 0 {
-        let mut digits = SCALE;
+        let mut digits = scale;
         while frac % 10 == 0 {
             frac /= 10;
             digits -= 1;

@@ -29,6 +29,10 @@ pub struct GenSpec {
     pub partitions: u32,
     /// Event time of the first message; later ones are 1 ms apart.
     pub start_ts: i64,
+    /// Accounts orders belong to (0: orders without one): a few market
+    /// makers, who place most resting orders on both sides of every symbol,
+    /// and many small accounts, a few of them far busier than the rest.
+    pub accounts: u32,
 }
 
 impl Default for GenSpec {
@@ -40,6 +44,7 @@ impl Default for GenSpec {
             seed: 1,
             partitions: 8,
             start_ts: 1_700_000_000_000,
+            accounts: 1_000,
         }
     }
 }
@@ -53,6 +58,9 @@ const LIVE: usize = 64;
 struct Flow {
     name: String,
     rng: ChaCha8Rng,
+    /// Who places each order: a stream of its own, so that the orders
+    /// themselves are the same whatever the account count.
+    owners: ChaCha8Rng,
     mid: i64,
     next_id: u64,
     live: VecDeque<u64>,
@@ -64,6 +72,7 @@ impl Flow {
         let mid = rng.random_range(10..5_000) * ONE;
         Flow {
             name: symbol_name(index),
+            owners: ChaCha8Rng::seed_from_u64(mix(seed ^ 0xacc0, u64::from(index))),
             rng,
             mid,
             next_id: 0,
@@ -72,7 +81,7 @@ impl Flow {
     }
 
     /// Appends one JSON message to `out`.
-    fn write(&mut self, ts: i64, out: &mut String) {
+    fn write(&mut self, ts: i64, accounts: u32, out: &mut String) {
         let rng = &mut self.rng;
         self.mid = (self.mid + rng.random_range(-1..=1) * TICK).max(100 * TICK);
         let mut ts = ts;
@@ -121,6 +130,7 @@ impl Flow {
             r#"{{"type":"new","order_id":"{symbol}-{id}","symbol":"{symbol}","side":"{side}","qty":"{qty}""#
         );
         let kind = rng.random_range(0..100);
+        let mut resting = false;
         if kind < 5 {
             out.push_str(r#","order_type":"market""#);
         } else {
@@ -137,18 +147,38 @@ impl Flow {
                 _ => "gtc",
             };
             let _ = write!(out, r#","price":"{price}","tif":"{tif}""#);
-            if tif == "gtc" {
+            resting = tif == "gtc";
+            if resting {
                 self.live.push_back(id);
                 if self.live.len() > LIVE {
                     self.live.pop_front();
                 }
             }
         }
-        let _ = write!(
-            out,
-            r#","account":"acct-{}","ts":{ts}}}"#,
-            rng.random_range(0..20)
-        );
+        // The draw that named one of 20 accounts before `--accounts`: kept,
+        // so that the orders after it stay as they were. It now picks who
+        // places the order: a market maker for most resting orders and for
+        // a few aggressive ones.
+        let maker = rng.random_range(0..20) < if resting { 16 } else { 4 };
+        if accounts > 0 {
+            let _ = write!(out, r#","account":""#);
+            self.write_account(maker, accounts, out);
+            out.push('"');
+        }
+        let _ = write!(out, r#","ts":{ts}}}"#);
+    }
+
+    /// One of `accounts`: `mm-1`… for the market makers (about √accounts,
+    /// at most 8), `acct-1`… for the rest, skewed to the low numbers.
+    fn write_account(&mut self, maker: bool, accounts: u32, out: &mut String) {
+        let makers = f64::from(accounts).sqrt().clamp(1.0, 8.0) as u32;
+        let small = accounts - makers;
+        let _ = if maker || small == 0 {
+            write!(out, "mm-{}", self.owners.random_range(1..=makers))
+        } else {
+            let u: f64 = self.owners.random();
+            write!(out, "acct-{}", 1 + (u * u * u * f64::from(small)) as u32)
+        };
     }
 
     fn write_invalid(&mut self, ts: i64, out: &mut String) {
@@ -234,7 +264,7 @@ impl Generator {
             self.last_symbol = symbol;
             let flow = self.flows[symbol as usize]
                 .get_or_insert_with(|| Flow::new(self.spec.seed, symbol));
-            flow.write(self.spec.start_ts + i as i64, out);
+            flow.write(self.spec.start_ts + i as i64, self.spec.accounts, out);
             return true;
         }
     }

@@ -6,7 +6,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::dataflow::Record;
-use crate::decimal::{scaled, Fixed, Wide};
+use crate::decimal::{scaled_by, Fixed, Wide, NOTIONAL_SCALE, SCALE};
 use crate::output::{Column, Presence, Values, OUTPUTS};
 
 /// Appends `record` to `out` as one compact JSON object (no newline).
@@ -56,10 +56,10 @@ impl Object<'_> {
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
-    fn decimal(&mut self, value: i128) {
+    fn decimal(&mut self, value: i128, scale: u32) {
         self.out.push(b'"');
         self.out
-            .extend_from_slice(scaled(value, &mut [0; 41]).as_bytes());
+            .extend_from_slice(scaled_by(value, scale, &mut [0; 41]).as_bytes());
         self.out.push(b'"');
     }
 }
@@ -156,7 +156,7 @@ impl Values for Object<'_> {
     fn price(&mut self, value: Option<Fixed>) {
         if self.key(value.is_some()) {
             match value {
-                Some(p) => self.decimal(i128::from(p.0)),
+                Some(p) => self.decimal(i128::from(p.0), SCALE),
                 None => self.null(),
             }
         }
@@ -164,7 +164,12 @@ impl Values for Object<'_> {
 
     fn amount(&mut self, value: Wide) {
         self.key(true);
-        self.decimal(value.0);
+        self.decimal(value.0, SCALE);
+    }
+
+    fn notional(&mut self, value: i128) {
+        self.key(true);
+        self.decimal(value, NOTIONAL_SCALE);
     }
 
     fn time(&mut self, value: i64) {

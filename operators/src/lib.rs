@@ -11,4 +11,5 @@ pub mod json;
 pub mod order;
 pub mod output;
 pub mod partition;
+pub mod views;
 pub mod window;

@@ -14,8 +14,12 @@ use crate::decimal::{DecimalError, Fixed};
 pub type Symbol = CompactString;
 /// A client order id, 1–64 chars: inline up to 24 bytes, so most ids never allocate.
 pub type OrderId = CompactString;
+/// The owner of an order, up to 64 chars: whose position its fills change.
+pub type Account = CompactString;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Buy,
@@ -68,6 +72,9 @@ pub struct OrderMsg {
     pub symbol: Symbol,
     pub order_id: OrderId,
     pub command: Command,
+    /// The owner a `new` gives its order; a cancel's or replace's is ignored
+    /// (the resting order keeps its own).
+    pub account: Option<Account>,
     /// Event time in ms: the message's `ts`, else the fallback the source gave.
     pub ts: i64,
 }
@@ -253,12 +260,13 @@ pub fn parse(line: &str, fallback_ts: i64) -> Result<OrderMsg, Rejected> {
             return Err(missing_or_invalid(fields.order_id, Field::OrderId));
         };
         let ts = ts?;
-        if fields
-            .account
-            .is_some_and(|a| text(Some(a)).is_none_or(|a| a.chars().count() > 64))
-        {
-            return Err(Reason::Invalid(Field::Account));
-        }
+        let account = match fields.account {
+            None => None,
+            Some(raw) => match text(Some(raw)) {
+                Some(a) if a.chars().count() <= 64 => Some(a),
+                _ => return Err(Reason::Invalid(Field::Account)),
+            },
+        };
         let command = match kind.as_str() {
             "new" => new_order(&fields)?,
             "cancel" => Command::Cancel,
@@ -276,6 +284,7 @@ pub fn parse(line: &str, fallback_ts: i64) -> Result<OrderMsg, Rejected> {
             symbol,
             order_id,
             command,
+            account,
             ts,
         })
     })();

@@ -2,7 +2,7 @@
 //! each output's columns, which every sink writes from.
 
 use crate::decimal::{Fixed, Wide};
-use crate::order::{OrderId, Reason, Side, Symbol};
+use crate::order::{Account, OrderId, Reason, Side, Symbol};
 
 /// The outcome of one input message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +58,8 @@ pub struct Trade {
     pub taker_side: Side,
     /// The taker message's event time.
     pub ts: i64,
+    pub maker_account: Option<Account>,
+    pub taker_account: Option<Account>,
 }
 
 /// Best bid and offer after a message that changed either.
@@ -101,6 +103,73 @@ pub struct Late {
     pub interval: crate::window::Interval,
 }
 
+/// What one account holds of one symbol, after the symbol's trade `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub account: Account,
+    pub symbol: Symbol,
+    pub bought: Wide,
+    pub sold: Wide,
+    /// Σ price × qty at [`NOTIONAL_SCALE`](crate::decimal::NOTIONAL_SCALE) digits.
+    pub buy_notional: i128,
+    pub sell_notional: i128,
+    /// Trades the account was a party to; a self-trade counts once.
+    pub trades: u64,
+    /// The price of the symbol's trade `seq`.
+    pub last_price: Fixed,
+    pub seq: u64,
+}
+
+impl Position {
+    /// `bought − sold`, signed.
+    pub fn position(&self) -> Wide {
+        Wide(self.bought.0 - self.sold.0)
+    }
+
+    /// `position × last_price` at 8 digits, rounded half away from zero.
+    pub fn exposure(&self) -> Wide {
+        let product =
+            crate::decimal::Notional::of(self.position().0, i128::from(self.last_price.0));
+        product
+            .vwap(i128::from(crate::decimal::ONE))
+            .unwrap_or(Wide(if self.position().0 < 0 {
+                i128::MIN
+            } else {
+                i128::MAX
+            }))
+    }
+}
+
+/// What one account's positions are worth, over all its symbols.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Exposure {
+    pub account: Account,
+    /// Σ |exposure| over the symbols with a non-zero position.
+    pub gross: Wide,
+    pub net: Wide,
+    pub long: Wide,
+    pub short: Wide,
+    /// Symbols with a non-zero position.
+    pub symbols: u64,
+    /// Σ of the `seq` of every positions row of the account: grows with
+    /// every change, so the highest is the truth.
+    pub version: u64,
+}
+
+/// One of the top price levels of a symbol's side, after message `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Depth {
+    pub symbol: Symbol,
+    pub side: Side,
+    /// 1 is the best.
+    pub level: u64,
+    /// `None` once the side has fewer levels than this.
+    pub price: Option<Fixed>,
+    pub qty: Fixed,
+    pub orders: u64,
+    pub seq: u64,
+}
+
 /// How a column's values are typed, in every sink: the contract's JSON, the
 /// Parquet copies and `orderflow sql`'s tables, and ClickHouse's columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +184,9 @@ pub enum Kind {
     Price,
     /// An exact decimal in a [`Wide`]: a JSON string, `Decimal(38, 8)`.
     Amount,
+    /// A sum of price × qty with its 16 fractional digits: a JSON string,
+    /// `Decimal(38, 16)`.
+    Notional,
     /// Event time in milliseconds since the epoch.
     Time,
 }
@@ -174,6 +246,8 @@ macro_rules! trade_columns {
             column("taker_order_id", Kind::Text),
             column("taker_side", Kind::Text),
             column("ts", Kind::Time),
+            nullable("maker_account", Kind::Text),
+            nullable("taker_account", Kind::Text),
             $($more),*
         ]
     };
@@ -237,8 +311,56 @@ pub const LATE: Output = Output {
     columns: trade_columns!(column("interval", Kind::Text)),
 };
 
+pub const POSITIONS: Output = Output {
+    name: "positions",
+    columns: &[
+        column("account", Kind::Text),
+        column("symbol", Kind::Text),
+        column("position", Kind::Amount),
+        column("bought", Kind::Amount),
+        column("sold", Kind::Amount),
+        column("buy_notional", Kind::Notional),
+        column("sell_notional", Kind::Notional),
+        column("trades", Kind::Count),
+        column("last_price", Kind::Price),
+        column("exposure", Kind::Amount),
+        column("seq", Kind::Count),
+    ],
+};
+
+pub const EXPOSURE: Output = Output {
+    name: "exposure",
+    columns: &[
+        column("account", Kind::Text),
+        column("gross", Kind::Amount),
+        column("net", Kind::Amount),
+        column("long", Kind::Amount),
+        column("short", Kind::Amount),
+        column("symbols", Kind::Count),
+        column("version", Kind::Count),
+    ],
+};
+
+pub const DEPTH: Output = Output {
+    name: "depth",
+    columns: &[
+        column("symbol", Kind::Text),
+        column("side", Kind::Text),
+        column("level", Kind::Count),
+        nullable("price", Kind::Price),
+        column("qty", Kind::Price),
+        column("orders", Kind::Count),
+        column("seq", Kind::Count),
+    ],
+};
+
 /// Every output, indexed by [`Record::output`](crate::dataflow::Record::output).
-pub const OUTPUTS: [&Output; 5] = [&EVENTS, &TRADES, &BBO, &CANDLES, &LATE];
+pub const OUTPUTS: [&Output; 8] = [
+    &EVENTS, &TRADES, &BBO, &CANDLES, &LATE, &POSITIONS, &EXPOSURE, &DEPTH,
+];
+
+/// The outputs the differential views make: left out, the views are not built.
+pub const VIEWS: [&Output; 3] = [&POSITIONS, &EXPOSURE, &DEPTH];
 
 /// The output named `name`.
 pub fn output(name: &str) -> Option<&'static Output> {
@@ -258,6 +380,8 @@ pub trait Values {
     fn version(&mut self, value: u32);
     fn price(&mut self, value: Option<Fixed>);
     fn amount(&mut self, value: Wide);
+    /// A [`Kind::Notional`] value, scaled by 10^16.
+    fn notional(&mut self, value: i128);
     fn time(&mut self, value: i64);
 }
 
@@ -284,6 +408,48 @@ impl Trade {
         v.text(Some(&self.taker_order_id));
         v.text(Some(self.taker_side.as_str()));
         v.time(self.ts);
+        v.text(self.maker_account.as_deref());
+        v.text(self.taker_account.as_deref());
+    }
+}
+
+impl Position {
+    pub fn values(&self, v: &mut impl Values) {
+        v.text(Some(&self.account));
+        v.text(Some(&self.symbol));
+        v.amount(self.position());
+        v.amount(self.bought);
+        v.amount(self.sold);
+        v.notional(self.buy_notional);
+        v.notional(self.sell_notional);
+        v.count(Some(self.trades));
+        v.price(Some(self.last_price));
+        v.amount(self.exposure());
+        v.count(Some(self.seq));
+    }
+}
+
+impl Exposure {
+    pub fn values(&self, v: &mut impl Values) {
+        v.text(Some(&self.account));
+        v.amount(self.gross);
+        v.amount(self.net);
+        v.amount(self.long);
+        v.amount(self.short);
+        v.count(Some(self.symbols));
+        v.count(Some(self.version));
+    }
+}
+
+impl Depth {
+    pub fn values(&self, v: &mut impl Values) {
+        v.text(Some(&self.symbol));
+        v.text(Some(self.side.as_str()));
+        v.count(Some(self.level));
+        v.price(self.price);
+        v.price(Some(self.qty));
+        v.count(Some(self.orders));
+        v.count(Some(self.seq));
     }
 }
 
@@ -365,6 +531,9 @@ mod tests {
         fn amount(&mut self, _: Wide) {
             self.next(Kind::Amount, true);
         }
+        fn notional(&mut self, _: i128) {
+            self.next(Kind::Notional, true);
+        }
         fn time(&mut self, _: i64) {
             self.next(Kind::Time, true);
         }
@@ -380,6 +549,8 @@ mod tests {
             taker_order_id: "t".into(),
             taker_side: Side::Buy,
             ts: 3,
+            maker_account: Some("mm".into()),
+            taker_account: None,
         };
         let event = |symbol: Option<&str>| Event {
             symbol: symbol.map(Into::into),
@@ -420,6 +591,30 @@ mod tests {
                 version: 1,
             }),
             Record::Late(Late { trade, interval }),
+            Record::Position(Position {
+                account: "mm".into(),
+                symbol: "A".into(),
+                bought: Wide(0),
+                sold: Wide(2),
+                buy_notional: 0,
+                sell_notional: 2,
+                trades: 1,
+                last_price: Fixed(1),
+                seq: 1,
+            }),
+            Record::Exposure(Exposure {
+                account: "mm".into(),
+                ..Exposure::default()
+            }),
+            Record::Depth(Depth {
+                symbol: "A".into(),
+                side: Side::Sell,
+                level: 1,
+                price: None,
+                qty: Fixed(0),
+                orders: 0,
+                seq: 2,
+            }),
         ]
     }
 
@@ -454,15 +649,23 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            r#"{"trade_id":"A-1","symbol":"A","seq":1,"price":"0.00000001","qty":"0.00000002","maker_order_id":"m","taker_order_id":"t","taker_side":"buy","ts":3}"#
+            r#"{"trade_id":"A-1","symbol":"A","seq":1,"price":"0.00000001","qty":"0.00000002","maker_order_id":"m","taker_order_id":"t","taker_side":"buy","ts":3,"maker_account":"mm","taker_account":null}"#
         );
         // `raw` is left out when absent; other absent values are null.
         assert!(!lines[0].contains("raw"), "{}", lines[0]);
         assert!(lines[3].contains(r#""bid":null"#), "{}", lines[3]);
         assert!(
-            lines[5].ends_with(r#""ts":3,"interval":"1m"}"#),
+            lines[5].ends_with(r#""taker_account":null,"interval":"1m"}"#),
             "{}",
             lines[5]
+        );
+        assert_eq!(
+            lines[6],
+            r#"{"account":"mm","symbol":"A","position":"-0.00000002","bought":"0","sold":"0.00000002","buy_notional":"0","sell_notional":"0.0000000000000002","trades":1,"last_price":"0.00000001","exposure":"0","seq":1}"#
+        );
+        assert_eq!(
+            lines[8],
+            r#"{"symbol":"A","side":"sell","level":1,"price":null,"qty":"0","orders":0,"seq":2}"#
         );
     }
 

@@ -364,6 +364,8 @@ mod tests {
             taker_order_id: "t".into(),
             taker_side: Side::Buy,
             ts,
+            maker_account: None,
+            taker_account: None,
         }
     }
 

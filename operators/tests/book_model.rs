@@ -187,6 +187,7 @@ fn message() -> impl Strategy<Value = OrderMsg> {
                 symbol: "X".into(),
                 order_id: format!("o{id}").into(),
                 command,
+                account: None,
                 ts: 0,
             }
         })

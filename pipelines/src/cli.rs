@@ -53,9 +53,15 @@ pub struct RunArgs {
     /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late}, keyed by symbol; `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]` inserts them into tables of those names plus pipeline_metrics (credentials also from CLICKHOUSE_USER and CLICKHOUSE_PASSWORD).
     #[arg(long = "sink", default_value = "dir:./data", value_parser = SinkParser)]
     pub sinks: Vec<SinkSpec>,
-    /// The outputs the sinks write, comma-separated: any of events, trades, bbo, candles, late (e.g. `--intervals 15m --outputs candles` to backfill one interval).
-    #[arg(long, value_delimiter = ',', value_parser = parse_output, default_value = "events,trades,bbo,candles,late")]
+    /// The outputs the sinks write, comma-separated: any of events, trades, bbo, candles, late, positions, exposure, depth (e.g. `--intervals 15m --outputs candles` to backfill one interval). The differential views (positions, exposure, depth) are built only when one of them is asked for.
+    #[arg(long, value_delimiter = ',', value_parser = parse_output, default_value = "events,trades,bbo,candles,late,positions,exposure,depth")]
     pub outputs: Vec<usize>,
+    /// Leave out the views (positions, exposure, depth): for runs that want only trades, candles and the other outputs of the books.
+    #[arg(long)]
+    pub no_views: bool,
+    /// Price levels per symbol and side in the `depth` view.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub depth: u32,
     /// Do not create a ClickHouse sink's database and tables; fail if they are missing.
     #[arg(long)]
     pub no_create: bool,
@@ -100,6 +106,17 @@ pub struct RunArgs {
     pub kafka: KafkaFlags,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+impl RunArgs {
+    /// The outputs the sinks write, by index: `--outputs` less the views
+    /// under `--no-views`.
+    pub fn outputs(&self) -> [bool; operators::output::OUTPUTS.len()] {
+        use operators::output::{OUTPUTS, VIEWS};
+        std::array::from_fn(|i| {
+            self.outputs.contains(&i) && !(self.no_views && VIEWS.contains(&OUTPUTS[i]))
+        })
+    }
 }
 
 /// How a Kafka source reads, and settings for every Kafka client.
@@ -203,6 +220,9 @@ pub struct GenFlags {
     /// Messages to generate (0: no end).
     #[arg(long, default_value_t = 1_000_000)]
     pub orders: u64,
+    /// Accounts the generated orders belong to (0: none): about √K market makers placing most resting orders, the rest small accounts with a few busy ones.
+    #[arg(long, default_value_t = 1_000)]
+    pub accounts: u32,
     /// Distinct symbols.
     #[arg(long, default_value_t = 100)]
     pub symbols: u32,
@@ -245,6 +265,7 @@ impl GenFlags {
             seed: self.seed,
             partitions: self.partitions,
             start_ts: self.start_time,
+            accounts: self.accounts,
         })
     }
 }

@@ -22,6 +22,8 @@ pub struct Counters {
     pub bbo: AtomicU64,
     pub candles: AtomicU64,
     pub late: AtomicU64,
+    /// Rows of the views: positions, exposure, depth.
+    pub views: [AtomicU64; 3],
 }
 
 impl Counters {
@@ -40,6 +42,9 @@ impl Counters {
             Record::Bbo(_) => &self.bbo,
             Record::Candle(_) => &self.candles,
             Record::Late(_) => &self.late,
+            Record::Position(_) => &self.views[0],
+            Record::Exposure(_) => &self.views[1],
+            Record::Depth(_) => &self.views[2],
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

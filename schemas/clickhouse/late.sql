@@ -10,6 +10,8 @@ CREATE TABLE IF NOT EXISTS late (
     taker_order_id String,
     taker_side Enum8('buy' = 1, 'sell' = 2),
     ts Int64,
+    maker_account Nullable(String),
+    taker_account Nullable(String),
     candle_interval String,
     time DateTime DEFAULT toDateTime(intDiv(ts, 1000))
 ) ENGINE = ReplacingMergeTree

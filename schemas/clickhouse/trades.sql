@@ -11,6 +11,8 @@ CREATE TABLE IF NOT EXISTS trades (
     taker_order_id String,
     taker_side Enum8('buy' = 1, 'sell' = 2),
     ts Int64,
+    maker_account Nullable(String),
+    taker_account Nullable(String),
     time DateTime DEFAULT toDateTime(intDiv(ts, 1000))
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(time)

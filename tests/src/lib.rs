@@ -10,7 +10,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const OUTPUTS: [&str; 5] = ["events", "trades", "bbo", "candles", "late"];
+pub const OUTPUTS: [&str; 8] = [
+    "events",
+    "trades",
+    "bbo",
+    "candles",
+    "late",
+    "positions",
+    "exposure",
+    "depth",
+];
 
 /// A fresh directory under the target's temp area.
 pub fn scratch(name: &str) -> PathBuf {

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use operators::dataflow::{owner, Books, Candles, Control, Restored, Time};
-use operators::output::OUTPUTS;
+use operators::output::{OUTPUTS, VIEWS};
 use operators::partition::Sequenced;
+use operators::views::{ViewSpec, Views};
 use operators::window::CandleSpec;
 use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use crate::checkpoint::{self, Checkpointer, Fingerprint};
@@ -61,6 +62,8 @@ struct Job {
     replay: bool,
     /// Which outputs the sinks write, by index.
     outputs: [bool; OUTPUTS.len()],
+    /// The differential views, when one of their outputs is written.
+    views: Option<ViewSpec>,
     pace: Option<Pace>,
     latency: Arc<Latency>,
     /// What `--serve` reads and the hub the workers publish to.
@@ -117,10 +120,11 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
         lateness_ms: args.lateness.0,
         out_of_orderness_ms: args.out_of_orderness.0,
         sinks: args.sinks.iter().map(|s| s.text.clone()).collect(),
-        outputs: args
-            .outputs
+        outputs: OUTPUTS
             .iter()
-            .map(|o| OUTPUTS[*o].name.to_string())
+            .zip(args.outputs())
+            .filter(|(_, on)| *on)
+            .map(|(o, _)| o.name.to_string())
             .collect(),
     };
     if (args.checkpoint.is_some() || replay.is_some()) && args.cluster.processes > 1 {
@@ -232,7 +236,13 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
         restored,
         replay: replay.is_some(),
         checkpoints,
-        outputs: std::array::from_fn(|i| args.outputs.contains(&i)),
+        outputs: args.outputs(),
+        views: VIEWS
+            .iter()
+            .any(|v| args.outputs()[OUTPUTS.iter().position(|o| o == v).unwrap_or(0)])
+            .then_some(ViewSpec {
+                depth: args.depth as usize,
+            }),
         pace: args.rate.map(|rate| Pace {
             rate: rate as f64,
             started: Instant::now(),
@@ -376,11 +386,18 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     // Windows still open when the input ends close, unless a later run (a
     // resume) or the original one (a replay) goes on from here.
     let close_at_end = job.checkpoints.is_none() && !job.replay;
+    let views = job.views;
     worker.dataflow::<Time, _, _>(|scope| {
         let control = control.to_stream(scope).broadcast();
-        let records = orders
-            .to_stream(scope)
-            .books(control.clone(), books, on_books)
+        let (books, changes) =
+            orders
+                .to_stream(scope)
+                .books(control.clone(), books, on_books, views.is_some());
+        let books = match views {
+            Some(spec) => books.concat(changes.views(spec)),
+            None => books,
+        };
+        let records = books
             .candles(control, spec, windows, on_windows, close_at_end)
             .probe_with(&probe);
         writer.attach(records);

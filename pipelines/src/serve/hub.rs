@@ -251,7 +251,11 @@ impl SinkHandle for Publisher {
                 interval: c.interval.0,
                 start: c.window_start,
             },
-            Record::Event(_) | Record::Late(_) => Kept::Nothing,
+            Record::Event(_)
+            | Record::Late(_)
+            | Record::Position(_)
+            | Record::Exposure(_)
+            | Record::Depth(_) => Kept::Nothing,
         };
         self.pending.push(Pending {
             output: record.output(),

@@ -189,6 +189,18 @@ impl Collector for Scrape {
             "Trades after their window's allowed lateness.",
             get(&c.late),
         )?;
+        {
+            let mut family = e.encode_descriptor(
+                "orderflow_view_rows",
+                "Rows of the differential views emitted, by view.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (view, rows) in ["positions", "exposure", "depth"].iter().zip(&c.views) {
+                let metric = ConstCounter::new(get(rows));
+                metric.encode(family.encode_family(&[("view", *view)])?)?;
+            }
+        }
         counter(
             e,
             "orderflow_input_bytes",

@@ -35,7 +35,7 @@ use super::{Commits, Health, Sink, SinkHandle, SinkState, WorkerInfo};
 use rows::Layout;
 
 /// The tables' DDL, in creation order; each is `CREATE TABLE IF NOT EXISTS`.
-pub const DDL: [(&str, &str); 6] = [
+pub const DDL: [(&str, &str); 9] = [
     (
         "events",
         include_str!("../../../schemas/clickhouse/events.sql"),
@@ -50,6 +50,18 @@ pub const DDL: [(&str, &str); 6] = [
         include_str!("../../../schemas/clickhouse/candles.sql"),
     ),
     ("late", include_str!("../../../schemas/clickhouse/late.sql")),
+    (
+        "positions",
+        include_str!("../../../schemas/clickhouse/positions.sql"),
+    ),
+    (
+        "exposure",
+        include_str!("../../../schemas/clickhouse/exposure.sql"),
+    ),
+    (
+        "depth",
+        include_str!("../../../schemas/clickhouse/depth.sql"),
+    ),
     (
         "pipeline_metrics",
         include_str!("../../../schemas/clickhouse/pipeline_metrics.sql"),
@@ -462,7 +474,7 @@ impl Metrics {
             }
             Record::Trade(_) => self.counts.trades += 1,
             Record::Late(_) => self.counts.late += 1,
-            Record::Bbo(_) | Record::Candle(_) => {}
+            _ => {}
         }
     }
 

@@ -12,12 +12,13 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use operators::dataflow::Record;
-use operators::decimal::{Fixed, Wide, SCALE};
+use operators::decimal::{Fixed, Wide, NOTIONAL_SCALE, SCALE};
 use operators::output::{Kind, Output, Values};
 
 /// Every decimal is `Decimal128(38, 8)`: one type for prices and sums, so
 /// that SQL compares and adds them without casts.
 const DECIMAL: DataType = DataType::Decimal128(38, SCALE as i8);
+const NOTIONAL: DataType = DataType::Decimal128(38, NOTIONAL_SCALE as i8);
 const UTC: &str = "+00:00";
 
 /// The Arrow schema of an output. Every column is nullable, as in the
@@ -30,6 +31,7 @@ pub fn schema(output: &Output) -> Schema {
             Kind::Count => DataType::UInt64,
             Kind::Version => DataType::UInt32,
             Kind::Price | Kind::Amount => DECIMAL,
+            Kind::Notional => NOTIONAL,
             Kind::Time => DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
         };
         Field::new(column.name, data_type, true)
@@ -62,6 +64,7 @@ impl Columns {
             Kind::Price | Kind::Amount => {
                 Builder::Decimal(Decimal128Builder::new().with_data_type(DECIMAL))
             }
+            Kind::Notional => Builder::Decimal(Decimal128Builder::new().with_data_type(NOTIONAL)),
             Kind::Time => Builder::Time(TimestampMillisecondBuilder::new().with_timezone(UTC)),
         });
         Columns {
@@ -146,6 +149,13 @@ impl Values for Columns {
         match self.builder() {
             Builder::Decimal(b) => b.append_value(value.0),
             _ => mismatch("amount"),
+        }
+    }
+
+    fn notional(&mut self, value: i128) {
+        match self.builder() {
+            Builder::Decimal(b) => b.append_value(value),
+            _ => mismatch("notional"),
         }
     }
 

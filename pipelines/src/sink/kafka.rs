@@ -114,7 +114,7 @@ impl Written {
 
     /// The copies that belong after checkpoint `id`: not emitted again, or
     /// emitted again after it.
-    fn pending(&self, id: u64, topics: &[String; 5]) -> Vec<(String, i32, i64)> {
+    fn pending(&self, id: u64, topics: &[String; OUTPUTS.len()]) -> Vec<(String, i32, i64)> {
         let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
@@ -135,7 +135,7 @@ const DEFAULT_PARTITIONS: u32 = 8;
 pub struct Topics {
     address: KafkaAddress,
     /// Each output's topic: the prefix and the output's name.
-    names: [String; 5],
+    names: [String; OUTPUTS.len()],
     /// Partitions of each topic the sink creates.
     partitions: u32,
 }
@@ -172,7 +172,7 @@ impl Topics {
 
 pub struct KafkaSink {
     producer: Producer,
-    topics: [String; 5],
+    topics: [String; OUTPUTS.len()],
     commits: Option<Arc<Commits>>,
     /// The checkpoint records now belong to (after the one resumed from).
     epoch: u64,
@@ -219,7 +219,7 @@ impl KafkaSink {
 fn written_after(
     address: &KafkaAddress,
     options: &[(String, String)],
-    topics: &[String; 5],
+    topics: &[String; OUTPUTS.len()],
     id: u64,
     starts: &[(String, i32, i64)],
     pending: &[OffsetRanges],
@@ -300,7 +300,7 @@ impl Sink for KafkaSink {
 
 struct KafkaHandle {
     producer: Producer,
-    topics: [String; 5],
+    topics: [String; OUTPUTS.len()],
     value: Vec<u8>,
     worker: usize,
     commits: Option<Arc<Commits>>,

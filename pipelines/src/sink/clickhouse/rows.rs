@@ -237,8 +237,13 @@ impl Values for Row<'_> {
 
     /// `Decimal(38, 8)`: the scaled `i128`.
     fn amount(&mut self, value: Wide) {
+        self.notional(value.0);
+    }
+
+    /// `Decimal(38, 16)` (or 8, for an amount): the scaled `i128`.
+    fn notional(&mut self, value: i128) {
         if self.present(&Some(value)) {
-            self.out.extend_from_slice(&value.0.to_le_bytes());
+            self.out.extend_from_slice(&value.to_le_bytes());
         }
     }
 
@@ -263,7 +268,7 @@ mod tests {
         let layouts = layouts(ddl).unwrap();
         assert_eq!(
             layouts[1].insert,
-            "INSERT INTO trades (symbol, seq, price, qty, maker_order_id, taker_order_id, taker_side, ts) FORMAT RowBinary"
+            "INSERT INTO trades (symbol, seq, price, qty, maker_order_id, taker_order_id, taker_side, ts, maker_account, taker_account) FORMAT RowBinary"
         );
         assert!(layouts[0]
             .insert

@@ -1,0 +1,529 @@
+//! Positions, exposure and market depth as differential-dataflow views
+//! (CONTRACT §3): collections fed from the books' changes, kept exact under
+//! retractions by `reduce` and `join`, and emitted as rows per batch.
+//!
+//! Depth and positions stay on their symbol's worker (their arrangements
+//! are built with the `Pipeline` contract: the books already sent every
+//! symbol to one worker); exposure crosses symbols, so it is keyed by
+//! account and exchanged.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValSpine};
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Filter, Map, Partition};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+use crate::book::LevelChange;
+use crate::dataflow::{BookRecord, Record, Time};
+use crate::decimal::{Fixed, Notional, Wide};
+use crate::order::{Account, Side, Symbol};
+use crate::output::{Depth, Exposure, Position};
+
+/// What the views are asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewSpec {
+    /// Price levels per symbol and side in `depth` (`--depth N`).
+    pub depth: usize,
+}
+
+/// What the books tell the views about one batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ViewChange {
+    /// Quantity and orders a price level gained (or lost) in the batch.
+    Level { symbol: Symbol, change: LevelChange },
+    /// One account's side of a trade.
+    Fill {
+        symbol: Symbol,
+        account: Account,
+        fill: Fill,
+    },
+    /// The symbol's latest trade as (seq, price): +1 for the new one, −1
+    /// for the one it replaces.
+    Last {
+        symbol: Symbol,
+        seq: u64,
+        price: i64,
+        diff: isize,
+    },
+    /// The symbol's message seq at the end of the batch: what its depth
+    /// rows hold after.
+    Seq { symbol: Symbol, seq: u64 },
+}
+
+/// An account's trading in one symbol, summed: the difference type of the
+/// fills collection, so that `reduce` sees one accumulated value per key
+/// however many trades made it.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Fill {
+    pub bought: i128,
+    pub sold: i128,
+    /// Σ price × qty, 16 fractional digits.
+    pub buy_notional: i128,
+    pub sell_notional: i128,
+    pub trades: i64,
+}
+
+impl Fill {
+    /// The legs of a trade of `qty` at `price` between a buyer and a seller:
+    /// one per account, and one holding both sides for a self-trade.
+    pub fn legs(
+        buyer: Option<&Account>,
+        seller: Option<&Account>,
+        price: Fixed,
+        qty: Fixed,
+    ) -> impl Iterator<Item = (Account, Fill)> {
+        let notional = Notional::of(i128::from(price.0), i128::from(qty.0));
+        let notional = i128::try_from(notional.0).unwrap_or(i128::MAX);
+        let bought = Fill {
+            bought: i128::from(qty.0),
+            buy_notional: notional,
+            trades: 1,
+            ..Fill::default()
+        };
+        let sold = Fill {
+            sold: i128::from(qty.0),
+            sell_notional: notional,
+            trades: 1,
+            ..Fill::default()
+        };
+        let legs: [Option<(Account, Fill)>; 2] = match (buyer, seller) {
+            (Some(b), Some(s)) if b == s => [
+                Some((
+                    b.clone(),
+                    Fill {
+                        trades: 1,
+                        ..bought.plus(&sold)
+                    },
+                )),
+                None,
+            ],
+            (b, s) => [b.map(|b| (b.clone(), bought)), s.map(|s| (s.clone(), sold))],
+        };
+        legs.into_iter().flatten()
+    }
+
+    fn plus(mut self, other: &Fill) -> Fill {
+        self.plus_equals(other);
+        self
+    }
+}
+
+impl IsZero for Fill {
+    fn is_zero(&self) -> bool {
+        *self == Fill::default()
+    }
+}
+
+impl Semigroup for Fill {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.bought += rhs.bought;
+        self.sold += rhs.sold;
+        self.buy_notional = self.buy_notional.saturating_add(rhs.buy_notional);
+        self.sell_notional = self.sell_notional.saturating_add(rhs.sell_notional);
+        self.trades += rhs.trades;
+    }
+}
+
+impl Monoid for Fill {
+    fn zero() -> Self {
+        Fill::default()
+    }
+}
+
+impl Abelian for Fill {
+    fn negate(&mut self) {
+        self.bought = -self.bought;
+        self.sold = -self.sold;
+        self.buy_notional = -self.buy_notional;
+        self.sell_notional = -self.sell_notional;
+        self.trades = -self.trades;
+    }
+}
+
+/// Quantity and order count resting at a price: the difference type of the
+/// levels collection.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Resting {
+    pub qty: i64,
+    pub orders: i64,
+}
+
+impl IsZero for Resting {
+    fn is_zero(&self) -> bool {
+        *self == Resting::default()
+    }
+}
+
+impl Semigroup for Resting {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.qty += rhs.qty;
+        self.orders += rhs.orders;
+    }
+}
+
+impl Monoid for Resting {
+    fn zero() -> Self {
+        Resting::default()
+    }
+}
+
+impl Abelian for Resting {
+    fn negate(&mut self) {
+        self.qty = -self.qty;
+        self.orders = -self.orders;
+    }
+}
+
+/// A positions row as the join makes it: ((account, symbol), summed fills,
+/// the symbol's latest trade seq and price).
+type PositionRow = ((Account, Symbol), Fill, u64, i64);
+
+/// An exposure row: (account, (gross, net, long, short, symbols, version)).
+type ExposureRow = (Account, (i128, i128, i128, i128, u64, u64));
+
+/// A depth row: ((symbol, side), (level, price, qty, orders)).
+type DepthRow = ((Symbol, Side), (u64, i64, i64, u64));
+
+/// The views of a stream of [`ViewChange`]s.
+pub trait Views<'scope> {
+    /// Positions, exposure and depth rows, as records for the sinks, each at
+    /// the time of the batch that changed it.
+    fn views(self, spec: ViewSpec) -> StreamVec<'scope, Time, BookRecord>;
+}
+
+impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
+    fn views(self, spec: ViewSpec) -> StreamVec<'scope, Time, BookRecord> {
+        let parts = self.partition(4, |change| {
+            let part = match change {
+                ViewChange::Level { .. } => 0,
+                ViewChange::Fill { .. } => 1,
+                ViewChange::Last { .. } => 2,
+                ViewChange::Seq { .. } => 3,
+            };
+            (part, change)
+        });
+        let [levels, fills, lasts, seqs]: [_; 4] = parts.try_into().expect("four parts");
+
+        let levels = updates(levels, |change| match change {
+            ViewChange::Level { symbol, change } => Some((
+                ((symbol, change.side), change.price),
+                Resting {
+                    qty: change.qty,
+                    orders: change.orders,
+                },
+            )),
+            _ => None,
+        });
+        let depth = reduce_local(levels, "Depth", move |key, levels, out| {
+            let (_, side): &(Symbol, Side) = key;
+            // Levels come in ascending price: bids are best from the top.
+            let best: Box<dyn Iterator<Item = _>> = match side {
+                Side::Buy => Box::new(levels.iter().rev()),
+                Side::Sell => Box::new(levels.iter()),
+            };
+            for (level, (price, resting)) in best.take(spec.depth).enumerate() {
+                let orders = u64::try_from(resting.orders).unwrap_or(0);
+                out.push(((level as u64 + 1, **price, resting.qty, orders), 1));
+            }
+        });
+
+        let fills = updates(fills, |change| match change {
+            ViewChange::Fill {
+                symbol,
+                account,
+                fill,
+            } => Some((((symbol, account), ()), fill)),
+            _ => None,
+        });
+        let held = reduce_local(fills, "Fills", |_, fill, out| {
+            out.push((fill[0].1, 1isize));
+        })
+        .map(|((symbol, account), fill)| (symbol, (account, fill)));
+        let lasts = updates(lasts, |change| match change {
+            ViewChange::Last {
+                symbol,
+                seq,
+                price,
+                diff,
+            } => Some(((symbol, (seq, price)), diff)),
+            _ => None,
+        });
+        let positions = arrange_local(held, "Held").join_core(
+            arrange_local(lasts, "Lasts"),
+            |symbol, (account, fill), (seq, price)| {
+                Some(((account.clone(), symbol.clone()), *fill, *seq, *price))
+            },
+        );
+
+        let exposure = positions
+            .clone()
+            .map(|((account, symbol), fill, seq, price)| {
+                let exposure =
+                    position(account.clone(), symbol.clone(), fill, seq, price).exposure();
+                (account, (symbol, exposure.0, fill.bought != fill.sold, seq))
+            })
+            .reduce_named("Exposure", |_account, symbols, out| {
+                let (mut gross, mut net, mut long, mut short) = (0i128, 0i128, 0i128, 0i128);
+                let (mut held, mut version) = (0u64, 0u64);
+                for ((_, exposure, open, seq), _) in symbols {
+                    version += seq;
+                    if *open {
+                        held += 1;
+                        gross += exposure.abs();
+                        net += exposure;
+                        if *exposure > 0 {
+                            long += exposure;
+                        } else {
+                            short += exposure;
+                        }
+                    }
+                }
+                out.push(((gross, net, long, short, held, version), 1isize));
+            });
+
+        let seqs = seqs.flat_map(|change| match change {
+            ViewChange::Seq { symbol, seq } => Some((symbol, seq)),
+            _ => None,
+        });
+        let none = seqs.clone().filter(|_| false);
+        let positions = settle(
+            positions.inner,
+            none.clone(),
+            |rows: Vec<PositionRow>, _, _, out| {
+                for ((account, symbol), fill, seq, price) in rows {
+                    out.push(Record::Position(position(
+                        account, symbol, fill, seq, price,
+                    )));
+                }
+            },
+        );
+        let exposure = settle(exposure.inner, none, |rows: Vec<ExposureRow>, _, _, out| {
+            for (account, (gross, net, long, short, symbols, version)) in rows {
+                out.push(Record::Exposure(Exposure {
+                    account,
+                    gross: Wide(gross),
+                    net: Wide(net),
+                    long: Wide(long),
+                    short: Wide(short),
+                    symbols,
+                    version,
+                }));
+            }
+        });
+        let depth = settle(
+            depth.inner,
+            seqs,
+            |added: Vec<DepthRow>, removed, seqs, out| {
+                let seq = |symbol: &Symbol| seqs.get(symbol).copied().unwrap_or_default();
+                let mut gone = removed.into_iter().peekable();
+                for ((symbol, side), (level, price, qty, orders)) in &added {
+                    out.push(Record::Depth(Depth {
+                        symbol: symbol.clone(),
+                        side: *side,
+                        level: *level,
+                        price: Some(Fixed(*price)),
+                        qty: Fixed(*qty),
+                        orders: *orders,
+                        seq: seq(symbol),
+                    }));
+                }
+                // A level taken away and not replaced no longer exists.
+                let replaced: std::collections::BTreeSet<_> = added
+                    .iter()
+                    .map(|((symbol, side), (level, ..))| (symbol, *side, *level))
+                    .collect();
+                while let Some(((symbol, side), (level, ..))) = gone.next() {
+                    if !replaced.contains(&(&symbol, side, level)) {
+                        out.push(Record::Depth(Depth {
+                            seq: seq(&symbol),
+                            symbol,
+                            side,
+                            level,
+                            price: None,
+                            qty: Fixed(0),
+                            orders: 0,
+                        }));
+                    }
+                }
+            },
+        );
+        use timely::dataflow::operators::Concatenate;
+        positions.scope().concatenate([positions, exposure, depth])
+    }
+}
+
+fn position(account: Account, symbol: Symbol, fill: Fill, seq: u64, price: i64) -> Position {
+    Position {
+        account,
+        symbol,
+        bought: Wide(fill.bought),
+        sold: Wide(fill.sold),
+        buy_notional: fill.buy_notional,
+        sell_notional: fill.sell_notional,
+        trades: u64::try_from(fill.trades).unwrap_or(0),
+        last_price: Fixed(price),
+        seq,
+    }
+}
+
+/// The changes of a stream as a collection at the stream's own times.
+fn updates<'scope, D, R>(
+    stream: StreamVec<'scope, Time, ViewChange>,
+    pick: impl Fn(ViewChange) -> Option<(D, R)> + 'static,
+) -> VecCollection<'scope, Time, D, R>
+where
+    D: Clone + 'static,
+    R: Clone + 'static,
+{
+    stream
+        .unary(Pipeline, "Updates", |_, _| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    if let Some(cap) = cap.retain_least(0) {
+                        let time = *cap.time();
+                        let picked = data.drain(..).filter_map(&pick);
+                        output
+                            .session(&cap)
+                            .give_iterator(picked.map(|(d, r)| (d, time, r)));
+                    }
+                });
+            }
+        })
+        .as_collection()
+}
+
+/// An arrangement by key on the worker the data is on: the books already
+/// put each symbol on one worker.
+fn arrange_local<'scope, K, V, R>(
+    collection: VecCollection<'scope, Time, (K, V), R>,
+    name: &str,
+) -> Arranged<'scope, TraceAgent<ValSpine<K, V, Time, R>>>
+where
+    K: ExchangeData,
+    V: ExchangeData,
+    R: ExchangeData + Semigroup,
+{
+    arrange_core::<_, _, ValBatcher<K, V, Time, R>, ValSpine<K, V, Time, R>>(
+        collection.inner,
+        Pipeline,
+        name,
+        ValBatcher::new,
+    )
+}
+
+/// `reduce` over a local arrangement (see [`arrange_local`]).
+fn reduce_local<'scope, K, V, R, V2, L>(
+    collection: VecCollection<'scope, Time, (K, V), R>,
+    name: &str,
+    logic: L,
+) -> VecCollection<'scope, Time, (K, V2), isize>
+where
+    K: ExchangeData,
+    V: ExchangeData,
+    R: ExchangeData + Semigroup,
+    V2: ExchangeData,
+    L: FnMut(&K, &[(&V, R)], &mut Vec<(V2, isize)>) + 'static,
+{
+    arrange_local(collection, name)
+        .reduce_abelian::<_, ValBuilder<K, V2, Time, isize>, ValSpine<K, V2, Time, isize>, _, _>(
+            name,
+            logic,
+            |vec, key, upds| {
+                vec.clear();
+                vec.extend(upds.drain(..).map(|(v, t, r)| ((key.clone(), v), t, r)));
+            },
+        )
+        .as_collection(|k, v| (k.clone(), v.clone()))
+}
+
+/// Holds each time's updates until the frontier passes it, then hands the
+/// rows that time added and the rows it only took away (each consolidated,
+/// in order), with the symbols' message seqs of that time, to `emit`: what a
+/// view's changes become as records.
+fn settle<'scope, D>(
+    changes: StreamVec<'scope, Time, (D, Time, isize)>,
+    seqs: StreamVec<'scope, Time, (Symbol, u64)>,
+    mut emit: impl FnMut(Vec<D>, Vec<D>, &BTreeMap<Symbol, u64>, &mut Vec<Record>) + 'static,
+) -> StreamVec<'scope, Time, BookRecord>
+where
+    D: Ord + Clone + 'static,
+{
+    type Pending<D> = BTreeMap<Time, (Capability<Time>, Vec<(D, isize)>, BTreeMap<Symbol, u64>)>;
+    changes.binary_frontier(seqs, Pipeline, Pipeline, "Settle", |_, _| {
+        let mut pending: Pending<D> = BTreeMap::new();
+        let mut records = Vec::new();
+        move |(input, frontier), (seqs, seqs_frontier), output| {
+            input.for_each(|cap, data| {
+                let Some(cap) = cap.retain_least(0) else {
+                    return;
+                };
+                for (d, t, r) in data.drain(..) {
+                    pending
+                        .entry(t)
+                        .or_insert_with(|| (cap.delayed(&t), Vec::new(), BTreeMap::new()))
+                        .1
+                        .push((d, r));
+                }
+            });
+            seqs.for_each(|cap, data| {
+                let Some(cap) = cap.retain_least(0) else {
+                    return;
+                };
+                let time = *cap.time();
+                let entry = pending
+                    .entry(time)
+                    .or_insert_with(|| (cap, Vec::new(), BTreeMap::new()));
+                entry.2.extend(data.drain(..));
+            });
+            while let Some(entry) = pending.first_entry() {
+                let time = *entry.key();
+                if frontier.less_equal(&time) || seqs_frontier.less_equal(&time) {
+                    break;
+                }
+                let (cap, mut updates, seqs) = entry.remove();
+                consolidate(&mut updates);
+                let (added, removed): (Vec<_>, Vec<_>) =
+                    updates.into_iter().partition(|(_, r)| *r > 0);
+                emit(
+                    added.into_iter().map(|(d, _)| d).collect(),
+                    removed.into_iter().map(|(d, _)| d).collect(),
+                    &seqs,
+                    &mut records,
+                );
+                output
+                    .session(&cap)
+                    .give_iterator(records.drain(..).map(BookRecord::Record));
+            }
+        }
+    })
+}
