@@ -99,6 +99,9 @@ pub struct BookState {
     /// (id, side, price, remaining, account) in fixed-point units.
     pub resting: Vec<(OrderId, Side, i64, i64, Option<Account>)>,
     pub retired: Vec<OrderId>,
+    /// What each account traded in this symbol, when the views are kept:
+    /// what positions are rebuilt from on a restart.
+    pub positions: Vec<(Account, crate::views::Fill)>,
 }
 
 /// One side's best level as (price, quantity), if the side has any.
@@ -161,6 +164,7 @@ impl OrderBook {
                 })
                 .collect(),
             retired: self.retired.iter().cloned().collect(),
+            positions: Vec::new(),
         }
     }
 

@@ -24,6 +24,7 @@ use crate::output::{Bbo, Candle, Depth, Event, Exposure, Late, Position, Status,
 use crate::partition::{Sequenced, WatermarkState};
 use crate::views::{Fill, ViewChange};
 use crate::window::{CandleSpec, Windows, WindowsState};
+use differential_dataflow::difference::Semigroup;
 
 /// Batch number: the timely time of everything read in one source round.
 pub type Time = u64;
@@ -254,13 +255,18 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
             let mut controls = Stash::new();
             // Each time's capability for the views' output.
             let mut view_caps: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
+            let mut batch_views = BatchViews::default();
             let mut books: FxHashMap<_, OrderBook> = restored
                 .into_iter()
-                .map(|state| (state.symbol.clone(), OrderBook::restore(state)))
+                .map(|mut state| {
+                    let positions = std::mem::take(&mut state.positions);
+                    let held = positions.into_iter().collect();
+                    batch_views.held.insert(state.symbol.clone(), held);
+                    (state.symbol.clone(), OrderBook::restore(state))
+                })
                 .collect();
             // Restored books seed the views once, in the first batch.
             let mut seed = views.then(|| books.keys().cloned().collect::<Vec<_>>());
-            let mut batch_views = BatchViews::default();
             let mut watermarks: FxHashMap<u32, i64> = FxHashMap::default();
             let mut out = BookOutput::default();
             move |frontiers| {
@@ -287,8 +293,8 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                 {
                     batch.sort_unstable_by_key(|m| (m.partition, m.offset));
                     let mut session = output.session(&cap);
-                    if let Some(symbols) = seed.take().filter(|_| !batch.is_empty()) {
-                        for symbol in symbols {
+                    if !batch.is_empty() {
+                        for symbol in seed.take().into_iter().flatten() {
                             batch_views.seed(&books[&symbol]);
                         }
                     }
@@ -346,8 +352,13 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                             .give_iterator(batch_views.drain(&books));
                     }
                     for id in checkpoints(&control) {
-                        let mut states: Vec<BookState> =
-                            books.values().map(OrderBook::snapshot).collect();
+                        let mut states: Vec<BookState> = books
+                            .values()
+                            .map(|book| BookState {
+                                positions: batch_views.positions(book.symbol()),
+                                ..book.snapshot()
+                            })
+                            .collect();
                         states.sort_unstable_by(|a, b| a.symbol.cmp(&b.symbol));
                         on_snapshot(*cap.time(), id, Snapshot::Books(states));
                     }
@@ -368,6 +379,9 @@ struct BatchViews {
     current: Option<Symbol>,
     levels: FxHashMap<(Symbol, crate::order::Side, i64), (i64, i64)>,
     fills: Vec<ViewChange>,
+    /// Every account's fills so far per symbol: what a checkpoint keeps of
+    /// the positions view (its arrangements cannot be written out).
+    held: FxHashMap<Symbol, FxHashMap<crate::order::Account, Fill>>,
 }
 
 impl BatchViews {
@@ -379,13 +393,35 @@ impl BatchViews {
         self.current = Some(book.symbol().clone());
     }
 
-    /// A restored book's levels and latest trade, as changes from nothing.
+    /// A restored book's levels, latest trade and positions, as changes
+    /// from nothing.
     fn seed(&mut self, book: &OrderBook) {
-        self.touched.entry(book.symbol().clone()).or_insert(None);
-        self.current = Some(book.symbol().clone());
+        let symbol = book.symbol();
+        self.touched.entry(symbol.clone()).or_insert(None);
+        self.current = Some(symbol.clone());
         let mut out = BookOutput::default();
         out.levels.extend(book.levels());
         self.add(&out);
+        let held = self.held.get(symbol).into_iter().flatten();
+        self.fills
+            .extend(held.map(|(account, fill)| ViewChange::Fill {
+                symbol: symbol.clone(),
+                account: account.clone(),
+                fill: *fill,
+            }));
+    }
+
+    /// A symbol's fills per account, for a checkpoint.
+    fn positions(&self, symbol: &Symbol) -> Vec<(crate::order::Account, Fill)> {
+        let mut held: Vec<_> = self
+            .held
+            .get(symbol)
+            .into_iter()
+            .flatten()
+            .map(|(account, fill)| (account.clone(), *fill))
+            .collect();
+        held.sort_unstable();
+        held
     }
 
     /// The level changes and trades of the message just applied.
@@ -410,13 +446,17 @@ impl BatchViews {
                 crate::order::Side::Buy => (&trade.taker_account, &trade.maker_account),
                 crate::order::Side::Sell => (&trade.maker_account, &trade.taker_account),
             };
-            let legs = Fill::legs(buyer.as_ref(), seller.as_ref(), trade.price, trade.qty);
-            self.fills
-                .extend(legs.map(|(account, fill)| ViewChange::Fill {
+            let held = self.held.entry(symbol.clone()).or_default();
+            for (account, fill) in
+                Fill::legs(buyer.as_ref(), seller.as_ref(), trade.price, trade.qty)
+            {
+                held.entry(account.clone()).or_default().plus_equals(&fill);
+                self.fills.push(ViewChange::Fill {
                     symbol: symbol.clone(),
                     account,
                     fill,
-                }));
+                });
+            }
         }
     }
 
