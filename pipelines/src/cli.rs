@@ -38,7 +38,7 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Write a synthetic order stream as JSONL, or produce it to a Kafka topic.
     Gen(GenArgs),
-    /// SQL (DataFusion) over the outputs a `dir:` sink wrote: trades, candles, bbo, events, late.
+    /// SQL (DataFusion) over the outputs a `dir:` sink wrote: trades, candles, bbo, events, late, positions, exposure, depth.
     Sql(crate::sql::SqlArgs),
 }
 
@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// Where orders come from: `gen` (the built-in generator), `file:PATH.jsonl`, `file:-` for stdin, or `kafka://HOST:PORT[,HOST:PORT…]/TOPIC`.
     #[arg(long, default_value = "gen")]
     pub source: String,
-    /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late}, keyed by symbol; `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]` inserts them into tables of those names plus pipeline_metrics (credentials also from CLICKHOUSE_USER and CLICKHOUSE_PASSWORD).
+    /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late/positions/exposure/depth as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late,positions,exposure,depth}, keyed by symbol (exposure by account); `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]` inserts them into tables of those names plus pipeline_metrics (credentials also from CLICKHOUSE_USER and CLICKHOUSE_PASSWORD).
     #[arg(long = "sink", default_value = "dir:./data", value_parser = SinkParser)]
     pub sinks: Vec<SinkSpec>,
     /// The outputs the sinks write, comma-separated: any of events, trades, bbo, candles, late, positions, exposure, depth (e.g. `--intervals 15m --outputs candles` to backfill one interval). The differential views (positions, exposure, depth) are built only when one of them is asked for.
