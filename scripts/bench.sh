@@ -5,7 +5,9 @@
 #   - `orderflow run` end to end into `dir:`: the generator on 1 and 2
 #     workers, one hot symbol, a JSONL file of the same orders;
 #   - latency paced at 100k and 1M orders/s on 2 workers;
-#   - max RSS at 1M and at ORDERS orders.
+#   - max RSS at 1M and at ORDERS orders;
+#   - the differential views: the rate with them left out, and how many
+#     exposure rows a second 10,000 accounts over 100 symbols make.
 # Usage: scripts/bench.sh [ORDERS]   (default 10M)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,13 @@ rows+=("| gen $m → dir, 1 worker | $rate · max RSS $rss |")
 run "gen $m, 2 workers" --orders "$orders" --workers 2
 rows+=("| gen $m → dir, 2 workers | $rate · max RSS $rss |")
 rss_all="$rss"
+views_rate="$rate"
+run "gen $m, 2 workers, no views" --orders "$orders" --workers 2 --no-views
+rows+=("| gen $m → dir, 2 workers, \`--no-views\` (views on: $views_rate) | $rate · max RSS $rss |")
+run "gen 3M, 10,000 accounts, 2 workers" --orders 3000000 --workers 2 --accounts 10000 --symbols 100
+secs="$(grep -oE '[0-9.]+s · [^·]+ orders/s$' <<<"$summary" | cut -d's' -f1)"
+exposure="$(wc -l <"$scratch/out/exposure.jsonl")"
+rows+=("| exposure rows, 10,000 accounts over 100 symbols, 2 workers | $(awk -v n="$exposure" -v s="$secs" 'BEGIN {printf "%.0f rows/s (%d in %ss)", n / s, n, s}') |")
 run "gen $m, hot share 0.9, 2 workers" --orders "$orders" --workers 2 --hot-share 0.9
 rows+=("| gen $m, \`--hot-share 0.9\` → dir, 2 workers | $rate · max RSS $rss |")
 "$bin/orderflow" gen --orders "$orders" --out "$scratch/orders.jsonl"

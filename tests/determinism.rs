@@ -6,7 +6,7 @@ use orderflow_tests as common;
 
 use std::io::Write;
 
-use common::{comparable_events, orderflow, rows, run, scratch, sorted, OUTPUTS};
+use common::{assert_same_rows, comparable_events, orderflow, rows, run, scratch, sorted, OUTPUTS};
 
 /// Five partitions over twelve symbols: books of one worker interleave
 /// partitions whose watermarks move at different times.
@@ -40,15 +40,11 @@ fn worker_count_and_batch_size_change_nothing() {
         "and some candles re-emitted"
     );
     for output in OUTPUTS {
-        let first = sorted(&rows(&runs[0], output));
+        let first = rows(&runs[0], output);
         assert!(!first.is_empty(), "{output} is empty");
         for other in &runs[1..] {
-            assert!(
-                first == sorted(&rows(other, output)),
-                "{output} differs between {} and {}",
-                runs[0].display(),
-                other.display()
-            );
+            let what = format!("between {} and {}", runs[0].display(), other.display());
+            assert_same_rows(output, &first, &rows(other, output), &what);
         }
     }
 }
@@ -76,10 +72,8 @@ fn a_paced_run_gives_what_a_full_speed_one_gives_and_says_its_latency() {
         "{latency}"
     );
     for output in OUTPUTS {
-        assert!(
-            sorted(&rows(&full, output)) == sorted(&rows(&paced, output)),
-            "{output} differs when paced"
-        );
+        let (full, paced) = (rows(&full, output), rows(&paced, output));
+        assert_same_rows(output, &full, &paced, "when paced");
     }
     let kafka = [
         "run",
@@ -216,9 +210,6 @@ fn two_processes_give_what_one_gives() {
             !rows(&cluster, &format!("{output}.p1")).is_empty() || output == "late",
             "process 1 wrote no {output}"
         );
-        assert!(
-            sorted(&both) == sorted(&rows(&single, output)),
-            "{output} differs"
-        );
+        assert_same_rows(output, &rows(&single, output), &both, "with two processes");
     }
 }
