@@ -345,7 +345,6 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
             seqs,
             |added: Vec<DepthRow>, removed, seqs, out| {
                 let seq = |symbol: &Symbol| seqs.get(symbol).copied().unwrap_or_default();
-                let mut gone = removed.into_iter().peekable();
                 for ((symbol, side), (level, price, qty, orders)) in &added {
                     out.push(Record::Depth(Depth {
                         symbol: symbol.clone(),
@@ -362,7 +361,7 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
                     .iter()
                     .map(|((symbol, side), (level, ..))| (symbol, *side, *level))
                     .collect();
-                while let Some(((symbol, side), (level, ..))) = gone.next() {
+                for ((symbol, side), (level, ..)) in removed {
                     if !replaced.contains(&(&symbol, side, level)) {
                         out.push(Record::Depth(Depth {
                             seq: seq(&symbol),

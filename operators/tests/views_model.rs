@@ -146,9 +146,12 @@ fn model_exposure(positions: &BTreeMap<(String, String), Position>) -> BTreeMap<
     exposure
 }
 
+/// A level of depth: (side, level, price, qty, orders).
+type Level = (Side, u64, i64, i64, u64);
+
 /// Each symbol's top levels per side after each of its messages: what
 /// depth must say at that `seq`.
-fn model_depth(lines: &[String]) -> HashMap<(String, u64), Vec<(Side, u64, i64, i64, u64)>> {
+fn model_depth(lines: &[String]) -> HashMap<(String, u64), Vec<Level>> {
     let mut books: HashMap<String, OrderBook> = HashMap::new();
     let mut reader = PartitionReader::new(0, 0);
     let mut at = HashMap::new();

@@ -294,6 +294,8 @@ mod tests {
             taker_order_id: "t".into(),
             taker_side: Side::Sell,
             ts: 7,
+            maker_account: Some("mm".into()),
+            taker_account: None,
         });
         let mut out = Vec::new();
         layouts[1].encode(&trade, &mut out);
@@ -303,6 +305,8 @@ mod tests {
         want.extend(1i64.to_le_bytes());
         want.extend([1, b'm', 1, b't', 2]);
         want.extend(7i64.to_le_bytes());
+        // Nullable: 0 and the value, or 1 for NULL.
+        want.extend([0, 2, b'm', b'm', 1]);
         assert_eq!(out, want);
     }
 }
