@@ -16,8 +16,9 @@ use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValSpine};
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Filter, Map, Partition};
+use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
@@ -223,6 +224,7 @@ pub trait Views<'scope> {
 
 impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
     fn views(self, spec: ViewSpec) -> StreamVec<'scope, Time, BookRecord> {
+        let scope = self.scope();
         let parts = self.partition(4, |change| {
             let part = match change {
                 ViewChange::Level { .. } => 0,
@@ -315,10 +317,11 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
             ViewChange::Seq { symbol, seq } => Some((symbol, seq)),
             _ => None,
         });
-        let none = seqs.clone().filter(|_| false);
+        // Positions and exposure carry their own versions: no seqs.
+        let none = || empty(scope);
         let positions = settle(
             positions.inner,
-            none.clone(),
+            none(),
             |rows: Vec<PositionRow>, _, _, out| {
                 for ((account, symbol), fill, seq, price) in rows {
                     out.push(Record::Position(position(
@@ -327,19 +330,23 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
                 }
             },
         );
-        let exposure = settle(exposure.inner, none, |rows: Vec<ExposureRow>, _, _, out| {
-            for (account, (gross, net, long, short, symbols, version)) in rows {
-                out.push(Record::Exposure(Exposure {
-                    account,
-                    gross: Wide(gross),
-                    net: Wide(net),
-                    long: Wide(long),
-                    short: Wide(short),
-                    symbols,
-                    version,
-                }));
-            }
-        });
+        let exposure = settle(
+            exposure.inner,
+            none(),
+            |rows: Vec<ExposureRow>, _, _, out| {
+                for (account, (gross, net, long, short, symbols, version)) in rows {
+                    out.push(Record::Exposure(Exposure {
+                        account,
+                        gross: Wide(gross),
+                        net: Wide(net),
+                        long: Wide(long),
+                        short: Wide(short),
+                        symbols,
+                        version,
+                    }));
+                }
+            },
+        );
         let depth = settle(
             depth.inner,
             seqs,
@@ -377,7 +384,7 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
             },
         );
         use timely::dataflow::operators::Concatenate;
-        positions.scope().concatenate([positions, exposure, depth])
+        scope.concatenate([positions, exposure, depth])
     }
 }
 

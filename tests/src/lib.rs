@@ -265,14 +265,13 @@ pub fn consume_all(broker: &str, topic: &str) -> Vec<(i32, Option<String>, Strin
 /// sink wrote in `want`, record for record: none missing, none twice.
 pub fn assert_topics_hold(broker: &str, prefix: &str, want: &Path) {
     for output in OUTPUTS {
-        let topic: Vec<Value> = consume_all(broker, &format!("{prefix}{output}"))
-            .into_iter()
-            .map(|(_, _, v)| serde_json::from_str(&v).unwrap())
-            .collect();
+        let records = consume_all(broker, &format!("{prefix}{output}")).into_iter();
+        let topic = records.map(|(_, _, v)| -> Value { serde_json::from_str(&v).unwrap() });
         if view(output).is_some() {
-            assert_view_holds(output, &rows(want, output), &topic);
+            assert_view_holds(output, stream_rows(want, output), topic);
             continue;
         }
+        let topic: Vec<Value> = topic.collect();
         let (topic, file) = (
             sorted(&comparable_events(topic)),
             sorted(&comparable_events(rows(want, output))),
@@ -388,52 +387,72 @@ pub fn view(output: &str) -> Option<(&'static [&'static str], &'static str)> {
     }
 }
 
-/// A view's rows by key, each key's rows in version order.
-fn by_key(output: &str, rows: &[Value]) -> HashMap<String, Vec<Value>> {
+/// A view's latest row per key, read as the rows stream by: a run cut into
+/// many batches writes millions of view rows, which must not all be held.
+fn latest(output: &str, rows: impl IntoIterator<Item = Value>) -> HashMap<String, Value> {
     let (key, version) = view(output).expect("a view");
-    let mut keyed: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut latest: HashMap<String, Value> = HashMap::new();
     for row in rows {
+        let at = row[version].as_u64();
+        assert!(at.is_some(), "{output}: a row without {version}: {row}");
         let k: Vec<String> = key.iter().map(|f| row[*f].to_string()).collect();
-        keyed.entry(k.join("|")).or_default().push(row.clone());
+        let k = k.join("|");
+        if latest.get(&k).is_none_or(|l| l[version].as_u64() <= at) {
+            latest.insert(k, row);
+        }
     }
-    for rows in keyed.values_mut() {
-        rows.sort_by_key(|r| r[version].as_u64());
-    }
-    keyed
+    latest
 }
 
 /// A view after restarts or with other batching: its intermediate rows
-/// depend on where the batches were cut, but every key has rows, and the
-/// latest row of every key is the same state (a depth row seeded by a
+/// depend on where the batches were cut, but the same keys have rows and
+/// the latest row of every key is the same state (a depth row seeded by a
 /// restart carries the symbol's seq at that batch, later than the other
 /// run's row of the same level). That each row is exact at its own version
 /// is checked against a model with random batching in
 /// `operators/tests/views_model.rs`.
-pub fn assert_view_holds(output: &str, want: &[Value], got: &[Value]) {
+pub fn assert_view_holds(
+    output: &str,
+    want: impl IntoIterator<Item = Value>,
+    got: impl IntoIterator<Item = Value>,
+) {
     let (_, version) = view(output).expect("a view");
-    let (want, got) = (by_key(output, want), by_key(output, got));
-    let mut keys: Vec<_> = want.keys().collect();
-    keys.sort();
-    let mut got_keys: Vec<_> = got.keys().collect();
-    got_keys.sort();
-    assert_eq!(keys, got_keys, "{output}: the keys differ");
-    let without = |row: &Value| {
-        let mut row = row.clone();
+    let without = |mut row: Value| {
         row[version] = Value::Null;
         row
     };
-    for (key, rows) in &got {
-        assert_eq!(
-            rows.last().map(without),
-            want[key].last().map(without),
-            "{output} {key}: the latest rows differ"
-        );
-        let versions: Vec<_> = rows.iter().map(|r| r[version].as_u64()).collect();
-        assert!(
-            versions.iter().all(Option::is_some),
-            "{output} {key}: a row without {version}"
-        );
+    let settled = |latest: HashMap<String, Value>| -> BTreeMap<String, Value> {
+        latest
+            .into_iter()
+            .map(|(k, row)| (k, without(row)))
+            .collect()
+    };
+    let (want, got) = (settled(latest(output, want)), settled(latest(output, got)));
+    assert!(!want.is_empty(), "{output} is empty");
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "{output}: the keys differ"
+    );
+    for (key, row) in &got {
+        assert_eq!(row, &want[key], "{output} {key}: the latest rows differ");
     }
+}
+
+/// The rows of one output, read one line at a time.
+pub fn stream_rows(dir: &Path, output: &str) -> impl Iterator<Item = Value> + use<> {
+    let output = output.to_string();
+    use std::io::BufRead;
+    let file = std::fs::File::open(dir.join(format!("{output}.jsonl"))).ok();
+    let lines = file
+        .into_iter()
+        .flat_map(|f| std::io::BufReader::new(f).lines());
+    lines
+        .map(|line| line.unwrap())
+        .filter(|line| !line.trim().is_empty())
+        .map(move |line| {
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{output}: bad JSON {line}: {e}"))
+        })
 }
 
 /// Two runs of the same input wrote the same `output`: the same rows, or
@@ -441,7 +460,7 @@ pub fn assert_view_holds(output: &str, want: &[Value], got: &[Value]) {
 /// row per key and rows that each held at their own version.
 pub fn assert_same_rows(output: &str, want: &[Value], got: &[Value], what: &str) {
     match view(output) {
-        Some(_) => assert_view_holds(output, want, got),
+        Some(_) => assert_view_holds(output, want.iter().cloned(), got.iter().cloned()),
         None => assert!(sorted(want) == sorted(got), "{output} differs {what}"),
     }
 }
@@ -451,13 +470,13 @@ pub fn assert_same_rows(output: &str, want: &[Value], got: &[Value], what: &str)
 /// contiguous; the Parquet parts hold the JSONL rows.
 pub fn assert_same_outputs(want: &Path, got: &Path) {
     for output in OUTPUTS {
-        let (mut a, mut b) = (rows(want, output), rows(got, output));
         if view(output).is_some() {
-            assert!(!a.is_empty(), "{output} is empty");
-            assert_view_holds(output, &a, &b);
-            assert_eq!(parquet_rows(got, output), b.len(), "{output} Parquet parts");
+            assert_view_holds(output, stream_rows(want, output), stream_rows(got, output));
+            let rows = stream_rows(got, output).count();
+            assert_eq!(parquet_rows(got, output), rows, "{output} Parquet parts");
             continue;
         }
+        let (mut a, mut b) = (rows(want, output), rows(got, output));
         if output == "events" {
             (a, b) = (comparable_events(a), comparable_events(b));
         }
