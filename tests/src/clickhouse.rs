@@ -100,7 +100,8 @@ pub fn canonical_sorted(rows: &[Value]) -> Vec<String> {
 /// Each output as the contract's fields, rows that were re-sent collapsed.
 pub fn tables(address: &str, db: &str) -> [(&'static str, Vec<Value>); 5] {
     let trade = "trade_id, symbol, seq, toString(price) AS price, toString(qty) AS qty, \
-                 maker_order_id, taker_order_id, toString(taker_side) AS taker_side, ts";
+                 maker_order_id, taker_order_id, toString(taker_side) AS taker_side, ts, \
+                 maker_account, taker_account";
     [
         (
             "events",
