@@ -14,7 +14,7 @@ use common::clickhouse::{
 };
 use common::{
     assert_same_outputs, checkpointed_args, orderflow, project, rows, run_with_kills, scratch,
-    unique,
+    unique, OUTPUTS,
 };
 use serde_json::Value;
 
@@ -463,17 +463,7 @@ fn every_dashboard_query_returns_rows_on_the_test_server_and_current_clickhouse(
     // Current ClickHouse (chdb-core), on the same rows.
     let data = out.join("export");
     std::fs::create_dir_all(&data).unwrap();
-    for table in [
-        "events",
-        "trades",
-        "bbo",
-        "candles",
-        "late",
-        "positions",
-        "exposure",
-        "depth",
-        "pipeline_metrics",
-    ] {
+    for table in OUTPUTS.into_iter().chain(["pipeline_metrics"]) {
         let rows = select_in(
             &address,
             &db,
