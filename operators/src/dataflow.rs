@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHasher};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -16,15 +17,14 @@ use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
+use timely::scheduling::Activator;
 
-use crate::book::{BookOutput, BookState, LevelChange, OrderBook};
-use crate::decimal::Fixed;
+use crate::book::{BookOutput, BookState, OrderBook};
 use crate::order::Symbol;
 use crate::output::{Bbo, Candle, Depth, Event, Exposure, Late, Position, Status, Trade, Values};
 use crate::partition::{Sequenced, WatermarkState};
-use crate::views::{Fill, ViewChange};
+use crate::views::{ViewChange, ViewFeed, ViewSpec};
 use crate::window::{CandleSpec, Windows, WindowsState};
-use differential_dataflow::difference::Semigroup;
 
 /// Batch number: the timely time of everything read in one source round.
 pub type Time = u64;
@@ -71,6 +71,14 @@ impl Record {
             Record::Exposure(_) => 6,
             Record::Depth(_) => 7,
         }
+    }
+
+    /// A row of a view: it follows the views' cadence, not a message.
+    pub fn is_view(&self) -> bool {
+        matches!(
+            self,
+            Record::Position(_) | Record::Exposure(_) | Record::Depth(_)
+        )
     }
 
     /// Hands the record's values to `v` in its output's column order.
@@ -217,7 +225,7 @@ impl<D> Stash<D> {
 pub trait Books<'scope> {
     /// Exchanges messages by symbol and applies them to their books in
     /// partition order, emitting events, trades and bbo changes, and (if
-    /// `views`) what the differential views need of each batch. Starts from
+    /// `views`) what the differential views need, at their cadence. Starts from
     /// `restored` (this worker's books of a checkpoint) and hands a snapshot
     /// of its books to `on_snapshot` at each checkpoint in `control`.
     fn books(
@@ -225,7 +233,7 @@ pub trait Books<'scope> {
         control: StreamVec<'scope, Time, Control>,
         restored: Vec<BookState>,
         on_snapshot: OnSnapshot,
-        views: bool,
+        views: Option<ViewSpec>,
     ) -> (
         StreamVec<'scope, Time, BookRecord>,
         StreamVec<'scope, Time, ViewChange>,
@@ -238,43 +246,49 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
         control: StreamVec<'scope, Time, Control>,
         restored: Vec<BookState>,
         mut on_snapshot: OnSnapshot,
-        views: bool,
+        views: Option<ViewSpec>,
     ) -> (
         StreamVec<'scope, Time, BookRecord>,
         StreamVec<'scope, Time, ViewChange>,
     ) {
-        let mut builder = OperatorBuilder::new("Books".to_owned(), self.scope());
+        let scope = self.scope();
+        let mut builder = OperatorBuilder::new("Books".to_owned(), scope);
         let mut input = builder.new_input(self, Exchange::new(route));
         let mut control = builder.new_input(control, Pipeline);
         let (records_out, records) = builder.new_output();
         let (changes_out, changes) = builder.new_output();
         let mut records_out = OutputBuilder::from(records_out);
         let mut changes_out = OutputBuilder::from(changes_out);
+        let activator = scope.activator_for(builder.operator_info().address);
         builder.build(move |_caps| {
             let mut stash = Stash::new();
             let mut controls = Stash::new();
             // Each time's capability for the views' output.
             let mut view_caps: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
-            let mut batch_views = BatchViews::default();
+            let mut feed = ViewFeed::default();
+            let mut cadence = views.map(|spec| Cadence::new(spec.every, activator));
             let mut books: FxHashMap<_, OrderBook> = restored
                 .into_iter()
                 .map(|mut state| {
-                    let positions = std::mem::take(&mut state.positions);
-                    let held = positions.into_iter().collect();
-                    batch_views.held.insert(state.symbol.clone(), held);
+                    feed.restore(&state.symbol, std::mem::take(&mut state.positions));
                     (state.symbol.clone(), OrderBook::restore(state))
                 })
                 .collect();
             // Restored books seed the views once, in the first batch.
-            let mut seed = views.then(|| books.keys().cloned().collect::<Vec<_>>());
+            let mut seed = views.map(|_| books.keys().cloned().collect::<Vec<_>>());
             let mut watermarks: FxHashMap<u32, i64> = FxHashMap::default();
             let mut out = BookOutput::default();
+            let mut sent = Vec::new();
             move |frontiers| {
                 let (frontier, control_frontier) = (&frontiers[0], &frontiers[1]);
                 let mut output = records_out.activate();
                 let mut changes = changes_out.activate();
+                let mut send = |cap: Capability<Time>, feed: &mut ViewFeed, books: &_| {
+                    feed.drain(books, &mut sent);
+                    changes.session(&cap).give_container(&mut sent);
+                };
                 input.for_each(|cap, data| {
-                    if views {
+                    if cadence.is_some() {
                         if let Some(c) = cap.retain_least(1) {
                             view_caps.entry(*c.time()).or_insert(c);
                         }
@@ -295,7 +309,7 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                     let mut session = output.session(&cap);
                     if !batch.is_empty() {
                         for symbol in seed.take().into_iter().flatten() {
-                            batch_views.seed(&books[&symbol]);
+                            feed.seed(&books[&symbol]);
                         }
                     }
                     for seq in batch {
@@ -311,10 +325,10 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                         match (&seq.msg, seq.symbol()) {
                             (Ok(msg), _) => {
                                 let book = book(&mut books, &msg.symbol);
-                                if views {
-                                    batch_views.touch(book);
+                                match cadence {
+                                    Some(_) => feed.apply(book, msg, &mut out),
+                                    None => book.apply(msg, &mut out),
                                 }
-                                book.apply(msg, &mut out)
                             }
                             (Err(rejected), Some(symbol)) => {
                                 book(&mut books, symbol).reject(rejected, &mut out)
@@ -330,9 +344,6 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                                 origin: (0, 0),
                             }),
                         }
-                        if views {
-                            batch_views.add(&out);
-                        }
                         let partition = seq.partition;
                         let origin = (seq.partition, seq.offset);
                         let events = out
@@ -346,21 +357,32 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                             trades.map(|trade| BookRecord::Trade { partition, trade }),
                         );
                     }
-                    if let Some(cap) = view_caps.remove(&time) {
-                        changes
-                            .session(&cap)
-                            .give_iterator(batch_views.drain(&books));
+                    if let Some(cadence) = cadence.as_mut() {
+                        if let Some(cap) = view_caps.remove(&time) {
+                            cadence.hold(cap);
+                        }
+                        // A checkpoint keeps the positions as of a drain.
+                        let now = checkpoints(&control).next().is_some();
+                        if let Some(cap) = cadence.due(now) {
+                            send(cap, &mut feed, &books);
+                        }
                     }
                     for id in checkpoints(&control) {
                         let mut states: Vec<BookState> = books
                             .values()
                             .map(|book| BookState {
-                                positions: batch_views.positions(book.symbol()),
+                                positions: feed.positions(book.symbol()),
                                 ..book.snapshot()
                             })
                             .collect();
                         states.sort_unstable_by(|a, b| a.symbol.cmp(&b.symbol));
                         on_snapshot(*cap.time(), id, Snapshot::Books(states));
+                    }
+                }
+                // Idle or at the end, what waits is sent when due.
+                if let Some(cadence) = cadence.as_mut() {
+                    if let Some(cap) = cadence.due(frontier.is_empty()) {
+                        send(cap, &mut feed, &books);
                     }
                 }
             }
@@ -369,141 +391,55 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
     }
 }
 
-/// What one batch did to the books, gathered for the views: level changes
-/// summed per price, every trade's legs, and each touched symbol's latest
-/// trade as it was before the batch.
-#[derive(Default)]
-struct BatchViews {
-    /// The book last touched and its latest trade before the batch.
-    touched: FxHashMap<Symbol, Option<(u64, Fixed)>>,
-    current: Option<Symbol>,
-    levels: FxHashMap<(Symbol, crate::order::Side, i64), (i64, i64)>,
-    fills: Vec<ViewChange>,
-    /// Every account's fills so far per symbol: what a checkpoint keeps of
-    /// the positions view (its arrangements cannot be written out).
-    held: FxHashMap<Symbol, FxHashMap<crate::order::Account, Fill>>,
+/// When the books tell the views: every `every` of wall-clock time (zero:
+/// every batch), before each checkpoint and at the end of the input. In
+/// between, the latest batch's capability waits for the changes: holding it
+/// delays only the views, as the books' own records go out on another output.
+struct Cadence {
+    every: Duration,
+    sent: Instant,
+    cap: Option<Capability<Time>>,
+    activator: Activator,
+    /// When the operator asked to be woken, so it asks once per wait.
+    wake: Option<Instant>,
 }
 
-impl BatchViews {
-    /// Notes the book a message is about to change.
-    fn touch(&mut self, book: &OrderBook) {
-        self.touched
-            .entry(book.symbol().clone())
-            .or_insert_with(|| book.last_trade());
-        self.current = Some(book.symbol().clone());
-    }
-
-    /// A restored book's levels, latest trade and positions, as changes
-    /// from nothing.
-    fn seed(&mut self, book: &OrderBook) {
-        let symbol = book.symbol();
-        self.touched.entry(symbol.clone()).or_insert(None);
-        self.current = Some(symbol.clone());
-        let mut out = BookOutput::default();
-        out.levels.extend(book.levels());
-        self.add(&out);
-        let held = self.held.get(symbol).into_iter().flatten();
-        self.fills
-            .extend(held.map(|(account, fill)| ViewChange::Fill {
-                symbol: symbol.clone(),
-                account: account.clone(),
-                fill: *fill,
-            }));
-    }
-
-    /// A symbol's fills per account, for a checkpoint.
-    fn positions(&self, symbol: &Symbol) -> Vec<(crate::order::Account, Fill)> {
-        let mut held: Vec<_> = self
-            .held
-            .get(symbol)
-            .into_iter()
-            .flatten()
-            .map(|(account, fill)| (account.clone(), *fill))
-            .collect();
-        held.sort_unstable();
-        held
-    }
-
-    /// The level changes and trades of the message just applied.
-    fn add(&mut self, out: &BookOutput) {
-        let Some(symbol) = &self.current else { return };
-        for &LevelChange {
-            side,
-            price,
-            qty,
-            orders,
-        } in &out.levels
-        {
-            let level = self
-                .levels
-                .entry((symbol.clone(), side, price))
-                .or_default();
-            level.0 += qty;
-            level.1 += orders;
+impl Cadence {
+    fn new(every: Duration, activator: Activator) -> Cadence {
+        Cadence {
+            every,
+            sent: Instant::now(),
+            cap: None,
+            activator,
+            wake: None,
         }
-        for trade in &out.trades {
-            let (buyer, seller) = match trade.taker_side {
-                crate::order::Side::Buy => (&trade.taker_account, &trade.maker_account),
-                crate::order::Side::Sell => (&trade.maker_account, &trade.taker_account),
-            };
-            let held = self.held.entry(symbol.clone()).or_default();
-            for (account, fill) in
-                Fill::legs(buyer.as_ref(), seller.as_ref(), trade.price, trade.qty)
-            {
-                held.entry(account.clone()).or_default().plus_equals(&fill);
-                self.fills.push(ViewChange::Fill {
-                    symbol: symbol.clone(),
-                    account,
-                    fill,
-                });
+    }
+
+    /// The changes gathered so far may go out at `cap` (a later batch's
+    /// capability replaces an earlier one's).
+    fn hold(&mut self, cap: Capability<Time>) {
+        self.cap = Some(cap);
+    }
+
+    /// The capability to send the changes at, if the time has come or
+    /// `now`; otherwise asks to be woken when it comes.
+    fn due(&mut self, now: bool) -> Option<Capability<Time>> {
+        self.cap.as_ref()?;
+        let elapsed = self.sent.elapsed();
+        if now || elapsed >= self.every {
+            self.sent = Instant::now();
+            self.wake = None;
+            return self.cap.take();
+        }
+        if self.wake.is_none_or(|at| at <= Instant::now()) {
+            let wait = self.every - elapsed;
+            // Past any clock (an interval of centuries): the end will do.
+            self.wake = Instant::now().checked_add(wait);
+            if self.wake.is_some() {
+                self.activator.activate_after(wait);
             }
         }
-    }
-
-    /// The batch's changes, in a deterministic order, leaving it empty.
-    fn drain<'a>(
-        &'a mut self,
-        books: &'a FxHashMap<Symbol, OrderBook>,
-    ) -> impl Iterator<Item = ViewChange> + 'a {
-        self.current = None;
-        let mut levels: Vec<_> = self
-            .levels
-            .drain()
-            .filter(|(_, change)| *change != (0, 0))
-            .collect();
-        levels.sort_unstable();
-        let mut touched: Vec<_> = self.touched.drain().collect();
-        touched.sort_unstable();
-        let lasts = touched.into_iter().flat_map(move |(symbol, before)| {
-            let book = &books[&symbol];
-            let after = book.last_trade();
-            let last = |(seq, price): (u64, Fixed), diff| ViewChange::Last {
-                symbol: symbol.clone(),
-                seq,
-                price: price.0,
-                diff,
-            };
-            let moved = (before != after).then_some(());
-            let old = moved.and(before).map(|b| last(b, -1));
-            let new = moved.and(after).map(|a| last(a, 1));
-            let seq = ViewChange::Seq {
-                symbol: symbol.clone(),
-                seq: book.msg_seq(),
-            };
-            old.into_iter().chain(new).chain([seq])
-        });
-        let levels = levels
-            .into_iter()
-            .map(|((symbol, side, price), (qty, orders))| ViewChange::Level {
-                symbol,
-                change: LevelChange {
-                    side,
-                    price,
-                    qty,
-                    orders,
-                },
-            });
-        levels.chain(self.fills.drain(..)).chain(lasts)
+        None
     }
 }
 
@@ -735,7 +671,7 @@ mod tests {
                 let control = marks.to_stream(scope);
                 orders
                     .to_stream(scope)
-                    .books(control.clone(), Vec::new(), Box::new(|_, _, _| {}), false)
+                    .books(control.clone(), Vec::new(), Box::new(|_, _, _| {}), None)
                     .0
                     .candles(
                         control,

@@ -8,6 +8,7 @@
 //! account and exchanged.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
@@ -15,6 +16,7 @@ use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValSpine};
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::generic::Operator;
@@ -22,10 +24,10 @@ use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
-use crate::book::LevelChange;
-use crate::dataflow::{BookRecord, Record, Time};
+use crate::book::{BookOutput, LevelChange, OrderBook};
+use crate::dataflow::{Record, Time};
 use crate::decimal::{Fixed, Notional, Wide};
-use crate::order::{Account, Side, Symbol};
+use crate::order::{Account, OrderMsg, Side, Symbol};
 use crate::output::{Depth, Exposure, Position};
 
 /// What the views are asked for.
@@ -33,6 +35,11 @@ use crate::output::{Depth, Exposure, Position};
 pub struct ViewSpec {
     /// Price levels per symbol and side in `depth` (`--depth N`).
     pub depth: usize,
+    /// How often the books tell the views what changed (`--view-interval`;
+    /// zero: every batch). Each positions row costs the same whether one
+    /// trade or a thousand made it, so a paced stream of small batches
+    /// would otherwise write every holder of a busy symbol per batch.
+    pub every: Duration,
 }
 
 /// What the books tell the views about one batch.
@@ -57,6 +64,159 @@ pub enum ViewChange {
     /// The symbol's message seq at the end of the batch: what its depth
     /// rows hold after.
     Seq { symbol: Symbol, seq: u64 },
+}
+
+/// What the books did since the views last heard: per symbol, level
+/// changes summed per price, fills summed per account and the latest trade
+/// as it was before. Differential would consolidate the same updates; summed
+/// here they cost a hash-map add per order instead of a sort.
+#[derive(Default)]
+pub struct ViewFeed {
+    symbols: FxHashMap<Symbol, SymbolChanges>,
+    /// Restored positions, sent once with the next drain (already held).
+    seeds: Vec<ViewChange>,
+    /// Every account's fills so far per symbol, as of the last drain: what a
+    /// checkpoint keeps of the positions view (its arrangements cannot be
+    /// written out).
+    held: FxHashMap<Symbol, FxHashMap<Account, Fill>>,
+}
+
+#[derive(Default)]
+struct SymbolChanges {
+    /// The symbol's latest trade when the views last heard of it.
+    before: Option<(u64, Fixed)>,
+    levels: FxHashMap<(Side, i64), Resting>,
+    fills: FxHashMap<Account, Fill>,
+}
+
+impl ViewFeed {
+    /// Starts from a checkpoint's positions of `symbol`.
+    pub fn restore(&mut self, symbol: &Symbol, positions: Vec<(Account, Fill)>) {
+        self.held
+            .insert(symbol.clone(), positions.into_iter().collect());
+    }
+
+    /// Applies `msg` to `book`, noting what it changed.
+    pub fn apply(&mut self, book: &mut OrderBook, msg: &OrderMsg, out: &mut BookOutput) {
+        let changes = self
+            .symbols
+            .entry(msg.symbol.clone())
+            .or_insert_with(|| SymbolChanges {
+                before: book.last_trade(),
+                ..SymbolChanges::default()
+            });
+        book.apply(msg, out);
+        for change in &out.levels {
+            changes
+                .levels
+                .entry((change.side, change.price))
+                .or_default()
+                .plus_equals(&Resting {
+                    qty: change.qty,
+                    orders: change.orders,
+                });
+        }
+        for trade in &out.trades {
+            let (buyer, seller) = match trade.taker_side {
+                Side::Buy => (&trade.taker_account, &trade.maker_account),
+                Side::Sell => (&trade.maker_account, &trade.taker_account),
+            };
+            for (account, fill) in
+                Fill::legs(buyer.as_ref(), seller.as_ref(), trade.price, trade.qty)
+            {
+                changes.fills.entry(account).or_default().plus_equals(&fill);
+            }
+        }
+    }
+
+    /// A restored book's levels, latest trade and positions, as changes
+    /// from nothing.
+    pub fn seed(&mut self, book: &OrderBook) {
+        let symbol = book.symbol();
+        let changes = self.symbols.entry(symbol.clone()).or_default();
+        for change in book.levels() {
+            changes.levels.insert(
+                (change.side, change.price),
+                Resting {
+                    qty: change.qty,
+                    orders: change.orders,
+                },
+            );
+        }
+        let held = self.held.get(symbol).into_iter().flatten();
+        self.seeds
+            .extend(held.map(|(account, fill)| ViewChange::Fill {
+                symbol: symbol.clone(),
+                account: account.clone(),
+                fill: *fill,
+            }));
+    }
+
+    /// A symbol's fills per account, for a checkpoint (after a drain).
+    pub fn positions(&self, symbol: &Symbol) -> Vec<(Account, Fill)> {
+        let mut held: Vec<_> = self
+            .held
+            .get(symbol)
+            .into_iter()
+            .flatten()
+            .map(|(account, fill)| (account.clone(), *fill))
+            .collect();
+        held.sort_unstable();
+        held
+    }
+
+    /// Everything since the last drain, in a deterministic order, into
+    /// `out`; the symbols' depth rows hold after their books' current seq.
+    pub fn drain(&mut self, books: &FxHashMap<Symbol, OrderBook>, out: &mut Vec<ViewChange>) {
+        out.append(&mut self.seeds);
+        let mut symbols: Vec<_> = self.symbols.drain().collect();
+        symbols.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (symbol, changes) in symbols {
+            let mut levels: Vec<_> = changes.levels.into_iter().collect();
+            levels.sort_unstable();
+            out.extend(
+                levels
+                    .into_iter()
+                    .filter(|(_, resting)| !resting.is_zero())
+                    .map(|((side, price), resting)| ViewChange::Level {
+                        symbol: symbol.clone(),
+                        change: LevelChange {
+                            side,
+                            price,
+                            qty: resting.qty,
+                            orders: resting.orders,
+                        },
+                    }),
+            );
+            let mut fills: Vec<_> = changes.fills.into_iter().collect();
+            fills.sort_unstable();
+            let held = self.held.entry(symbol.clone()).or_default();
+            for (account, fill) in fills {
+                held.entry(account.clone()).or_default().plus_equals(&fill);
+                out.push(ViewChange::Fill {
+                    symbol: symbol.clone(),
+                    account,
+                    fill,
+                });
+            }
+            let book = &books[&symbol];
+            let after = book.last_trade();
+            if changes.before != after {
+                let last = |(seq, price): (u64, Fixed), diff| ViewChange::Last {
+                    symbol: symbol.clone(),
+                    seq,
+                    price: price.0,
+                    diff,
+                };
+                out.extend(changes.before.map(|b| last(b, -1)));
+                out.extend(after.map(|a| last(a, 1)));
+            }
+            out.push(ViewChange::Seq {
+                seq: book.msg_seq(),
+                symbol,
+            });
+        }
+    }
 }
 
 /// An account's trading in one symbol, summed: the difference type of the
@@ -219,11 +379,11 @@ type DepthRow = ((Symbol, Side), (u64, i64, i64, u64));
 pub trait Views<'scope> {
     /// Positions, exposure and depth rows, as records for the sinks, each at
     /// the time of the batch that changed it.
-    fn views(self, spec: ViewSpec) -> StreamVec<'scope, Time, BookRecord>;
+    fn views(self, spec: ViewSpec) -> StreamVec<'scope, Time, Record>;
 }
 
 impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
-    fn views(self, spec: ViewSpec) -> StreamVec<'scope, Time, BookRecord> {
+    fn views(self, spec: ViewSpec) -> StreamVec<'scope, Time, Record> {
         let scope = self.scope();
         let parts = self.partition(4, |change| {
             let part = match change {
@@ -480,7 +640,7 @@ fn settle<'scope, D>(
     changes: StreamVec<'scope, Time, (D, Time, isize)>,
     seqs: StreamVec<'scope, Time, (Symbol, u64)>,
     mut emit: impl FnMut(Vec<D>, Vec<D>, &BTreeMap<Symbol, u64>, &mut Vec<Record>) + 'static,
-) -> StreamVec<'scope, Time, BookRecord>
+) -> StreamVec<'scope, Time, Record>
 where
     D: Ord + Clone + 'static,
 {
@@ -526,9 +686,7 @@ where
                     &seqs,
                     &mut records,
                 );
-                output
-                    .session(&cap)
-                    .give_iterator(records.drain(..).map(BookRecord::Record));
+                output.session(&cap).give_iterator(records.drain(..));
             }
         }
     })

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use operators::book::{BookOutput, OrderBook};
 use operators::dataflow::{BookRecord, Books, Control, Record, Time};
@@ -14,6 +15,7 @@ use operators::output::{Depth, Exposure, Position, Trade};
 use operators::partition::PartitionReader;
 use operators::views::{ViewSpec, Views};
 use proptest::prelude::*;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Inspect};
 use timely::dataflow::InputHandleVec;
 
@@ -27,8 +29,9 @@ struct Rows {
     depth: Vec<Depth>,
 }
 
-/// Runs `lines` (one partition) through books and views.
-fn run(lines: Vec<String>, workers: usize, batch: usize) -> Rows {
+/// Runs `lines` (one partition) through books and views, the views taking
+/// in the books' changes `every` so long.
+fn run(lines: Vec<String>, workers: usize, batch: usize, every: Duration) -> Rows {
     let rows = Arc::new(Mutex::new(Rows::default()));
     let shared = Arc::clone(&rows);
     timely::execute(timely::Config::process(workers), move |worker| {
@@ -37,12 +40,18 @@ fn run(lines: Vec<String>, workers: usize, batch: usize) -> Rows {
         let mut control: InputHandleVec<Time, Control> = InputHandleVec::new();
         worker.dataflow::<Time, _, _>(|scope| {
             let control = control.to_stream(scope);
-            let (books, changes) =
-                orders
-                    .to_stream(scope)
-                    .books(control, Vec::new(), Box::new(|_, _, _| {}), true);
+            let spec = ViewSpec {
+                depth: DEPTH,
+                every,
+            };
+            let (books, changes) = orders.to_stream(scope).books(
+                control,
+                Vec::new(),
+                Box::new(|_, _, _| {}),
+                Some(spec),
+            );
             books
-                .concat(changes.views(ViewSpec { depth: DEPTH }))
+                .concat(changes.views(spec).map(BookRecord::Record))
                 .inspect(move |record| {
                     let mut rows = rows.lock().unwrap();
                     match record {
@@ -181,8 +190,13 @@ fn model_depth(lines: &[String]) -> HashMap<(String, u64), Vec<Level>> {
     at
 }
 
-fn check(lines: Vec<String>, workers: usize, batch: usize) -> Result<(), TestCaseError> {
-    let rows = run(lines.clone(), workers, batch);
+fn check(
+    lines: Vec<String>,
+    workers: usize,
+    batch: usize,
+    every: Duration,
+) -> Result<(), TestCaseError> {
+    let rows = run(lines.clone(), workers, batch, every);
     let positions = model_positions(&rows.trades);
     // The latest row per key is the final state.
     let mut latest: BTreeMap<(String, String), &Position> = BTreeMap::new();
@@ -306,8 +320,18 @@ proptest! {
     fn views_equal_the_model_of_final_trades_and_books(
         lines in proptest::collection::vec(line(), 1..120),
     ) {
-        for (workers, batch) in [(1, 1), (1, 7), (2, 3), (2, 1000), (4, 5)] {
-            check(lines.clone(), workers, batch)?;
+        // Every batch; every so often (drains fall between batches as the
+        // clock says); only at the end.
+        let (each, often, end) = (Duration::ZERO, Duration::from_micros(50), Duration::from_secs(3600));
+        for (workers, batch, every) in [
+            (1, 1, each),
+            (1, 7, often),
+            (1, 1, end),
+            (2, 3, each),
+            (2, 1000, each),
+            (4, 5, often),
+        ] {
+            check(lines.clone(), workers, batch, every)?;
         }
     }
 }

@@ -242,6 +242,7 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
             .any(|v| args.outputs()[OUTPUTS.iter().position(|o| o == v).unwrap_or(0)])
             .then_some(ViewSpec {
                 depth: args.depth as usize,
+                every: Duration::from_millis(args.view_interval.0 as u64),
             }),
         pace: args.rate.map(|rate| Pace {
             rate: rate as f64,
@@ -392,14 +393,13 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         let (books, changes) =
             orders
                 .to_stream(scope)
-                .books(control.clone(), books, on_books, views.is_some());
-        let books = match views {
-            Some(spec) => books.concat(changes.views(spec)),
-            None => books,
-        };
-        let records = books
-            .candles(control, spec, windows, on_windows, close_at_end)
-            .probe_with(&probe);
+                .books(control.clone(), books, on_books, views);
+        let records = books.candles(control, spec, windows, on_windows, close_at_end);
+        let records = match views {
+            Some(spec) => records.concat(changes.views(spec)),
+            None => records,
+        }
+        .probe_with(&probe);
         writer.attach(records);
     });
 
