@@ -288,38 +288,6 @@ impl Fill {
     }
 }
 
-impl IsZero for Fill {
-    fn is_zero(&self) -> bool {
-        *self == Fill::default()
-    }
-}
-
-impl Semigroup for Fill {
-    fn plus_equals(&mut self, rhs: &Self) {
-        self.bought += rhs.bought;
-        self.sold += rhs.sold;
-        self.buy_notional = self.buy_notional.saturating_add(rhs.buy_notional);
-        self.sell_notional = self.sell_notional.saturating_add(rhs.sell_notional);
-        self.trades += rhs.trades;
-    }
-}
-
-impl Monoid for Fill {
-    fn zero() -> Self {
-        Fill::default()
-    }
-}
-
-impl Abelian for Fill {
-    fn negate(&mut self) {
-        self.bought = -self.bought;
-        self.sold = -self.sold;
-        self.buy_notional = -self.buy_notional;
-        self.sell_notional = -self.sell_notional;
-        self.trades = -self.trades;
-    }
-}
-
 /// Quantity and order count resting at a price: the difference type of the
 /// levels collection.
 #[derive(
@@ -339,31 +307,45 @@ pub struct Resting {
     pub orders: i64,
 }
 
-impl IsZero for Resting {
-    fn is_zero(&self) -> bool {
-        *self == Resting::default()
-    }
+/// A struct of counters as a differential difference type: added, negated
+/// and zero field by field (saturating: a sum past `i128` stays at its bound
+/// rather than wrapping to the other sign).
+macro_rules! additive {
+    ($name:ident { $($field:ident),+ }) => {
+        impl IsZero for $name {
+            fn is_zero(&self) -> bool {
+                *self == $name::default()
+            }
+        }
+
+        impl Semigroup for $name {
+            fn plus_equals(&mut self, rhs: &Self) {
+                $(self.$field = self.$field.saturating_add(rhs.$field);)+
+            }
+        }
+
+        impl Monoid for $name {
+            fn zero() -> Self {
+                $name::default()
+            }
+        }
+
+        impl Abelian for $name {
+            fn negate(&mut self) {
+                $(self.$field = self.$field.saturating_neg();)+
+            }
+        }
+    };
 }
 
-impl Semigroup for Resting {
-    fn plus_equals(&mut self, rhs: &Self) {
-        self.qty += rhs.qty;
-        self.orders += rhs.orders;
-    }
-}
-
-impl Monoid for Resting {
-    fn zero() -> Self {
-        Resting::default()
-    }
-}
-
-impl Abelian for Resting {
-    fn negate(&mut self) {
-        self.qty = -self.qty;
-        self.orders = -self.orders;
-    }
-}
+additive!(Fill {
+    bought,
+    sold,
+    buy_notional,
+    sell_notional,
+    trades
+});
+additive!(Resting { qty, orders });
 
 /// A positions row as the join makes it: ((account, symbol), summed fills,
 /// the symbol's latest trade seq and price).
