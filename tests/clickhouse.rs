@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::clickhouse::{
     assert_same, canonical, clickhouse, clickhouse_on, count, database, execute, expected, select,
-    select_in, servers_area, wait_for_rows,
+    select_in, servers_area, wait_for_rows, ViewRows,
 };
 use common::{
     assert_same_outputs, checkpointed_args, orderflow, project, rows, run_with_kills, scratch,
@@ -44,7 +44,7 @@ fn a_run_writes_what_the_dir_sink_writes_and_a_rerun_adds_no_duplicates() {
         "2",
     ];
     orderflow(&args);
-    assert_same(&address, &db, &out);
+    assert_same(&address, &db, &out, ViewRows::Same);
     // Every input message has its event; the metrics rows account for them.
     assert_eq!(
         count(&address, &format!("SELECT count() FROM {db}.events")),
@@ -66,7 +66,7 @@ fn a_run_writes_what_the_dir_sink_writes_and_a_rerun_adds_no_duplicates() {
     );
     // The same input again: every row is re-sent, and collapses.
     orderflow(&args);
-    assert_same(&address, &db, &out);
+    assert_same(&address, &db, &out, ViewRows::Latest);
     // argMax sees each candle's last version without waiting for merges.
     let candles = expected(&out, "candles").len() as u64;
     let argmax = format!(
@@ -133,7 +133,7 @@ fn a_tls_sink_writes_what_plain_http_writes_and_refuses_an_untrusted_certificate
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert_same(&address, &db, &out);
+    assert_same(&address, &db, &out, ViewRows::Same);
     // Without it the certificate is refused at once, not retried for minutes.
     let started = Instant::now();
     let untrusted = format!(
@@ -258,7 +258,7 @@ fn a_server_gone_for_twenty_seconds_delays_the_run_and_loses_nothing() {
         "resident memory reached {} MiB",
         peak >> 20
     );
-    assert_same(&address, &db, &out);
+    assert_same(&address, &db, &out, ViewRows::Same);
     clickhouse_on(8124, &area, "stop");
 }
 
@@ -512,7 +512,7 @@ fn a_checkpointed_run_killed_ten_times_leaves_one_uninterrupted_runs_tables() {
     args.extend(["--sink".into(), format!("clickhouse://{address}/{db}")]);
     run_with_kills(&args, 10, &want, &got);
     assert_same_outputs(&want, &got);
-    assert_same(&address, &db, &want);
+    assert_same(&address, &db, &want, ViewRows::Latest);
 }
 
 #[test]
@@ -536,7 +536,7 @@ fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
     let mut args = checkpointed_args(&source, &want, &checkpoint, "100ms", &bounded);
     args.extend(["--sink".into(), sink.clone()]);
     orderflow(&args);
-    assert_same(&address, &db, &want);
+    assert_same(&address, &db, &want, ViewRows::Latest);
 
     // Lose 20 seconds from the middle of every table.
     let (from, to) = (1_700_000_020_000i64, 1_700_000_040_000i64);
@@ -592,9 +592,9 @@ fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
         assert!(out.contains(summary_says), "{out}");
     };
     replay("replay: from checkpoint ");
-    assert_same(&address, &db, &want);
+    assert_same(&address, &db, &want, ViewRows::Latest);
     replay("replay: from checkpoint ");
-    assert_same(&address, &db, &want);
+    assert_same(&address, &db, &want, ViewRows::Latest);
 }
 
 #[test]
@@ -652,6 +652,6 @@ fn a_server_gone_thirty_seconds_and_a_kill_meanwhile_lose_and_double_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_same_outputs(&want, &got);
-    assert_same(&address, &db, &want);
+    assert_same(&address, &db, &want, ViewRows::Latest);
     clickhouse_on(8126, &area, "stop");
 }

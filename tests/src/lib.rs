@@ -391,13 +391,19 @@ pub fn view(output: &str) -> Option<(&'static [&'static str], &'static str)> {
 /// many batches writes millions of view rows, which must not all be held.
 fn latest(output: &str, rows: impl IntoIterator<Item = Value>) -> HashMap<String, Value> {
     let (key, version) = view(output).expect("a view");
+    // A number, or its text as ClickHouse writes a UInt64.
+    let version_of = |row: &Value| {
+        row[version]
+            .as_u64()
+            .or_else(|| row[version].as_str()?.parse().ok())
+    };
     let mut latest: HashMap<String, Value> = HashMap::new();
     for row in rows {
-        let at = row[version].as_u64();
+        let at = version_of(&row);
         assert!(at.is_some(), "{output}: a row without {version}: {row}");
         let k: Vec<String> = key.iter().map(|f| row[*f].to_string()).collect();
         let k = k.join("|");
-        if latest.get(&k).is_none_or(|l| l[version].as_u64() <= at) {
+        if latest.get(&k).is_none_or(|l| version_of(l) <= at) {
             latest.insert(k, row);
         }
     }
