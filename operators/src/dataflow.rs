@@ -11,9 +11,10 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHasher};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::{Operator, OutputBuilder};
+use timely::dataflow::operators::generic::{Operator, OutputBuilder, OutputBuilderSession};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
@@ -278,15 +279,10 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
             let mut seed = views.map(|_| books.keys().cloned().collect::<Vec<_>>());
             let mut watermarks: FxHashMap<u32, i64> = FxHashMap::default();
             let mut out = BookOutput::default();
-            let mut sent = Vec::new();
             move |frontiers| {
                 let (frontier, control_frontier) = (&frontiers[0], &frontiers[1]);
                 let mut output = records_out.activate();
                 let mut changes = changes_out.activate();
-                let mut send = |cap: Capability<Time>, feed: &mut ViewFeed, books: &_| {
-                    feed.drain(books, &mut sent);
-                    changes.session(&cap).give_container(&mut sent);
-                };
                 input.for_each(|cap, data| {
                     if cadence.is_some() {
                         if let Some(c) = cap.retain_least(1) {
@@ -362,10 +358,8 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                             cadence.hold(cap);
                         }
                         // A checkpoint keeps the positions as of a drain.
-                        let now = checkpoints(&control).next().is_some();
-                        if let Some(cap) = cadence.due(now) {
-                            send(cap, &mut feed, &books);
-                        }
+                        let all = checkpoints(&control).next().is_some();
+                        cadence.tick(all, &mut feed, &books, &mut changes);
                     }
                     for id in checkpoints(&control) {
                         let mut states: Vec<BookState> = books
@@ -381,9 +375,7 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                 }
                 // Idle or at the end, what waits is sent when due.
                 if let Some(cadence) = cadence.as_mut() {
-                    if let Some(cap) = cadence.due(frontier.is_empty()) {
-                        send(cap, &mut feed, &books);
-                    }
+                    cadence.tick(frontier.is_empty(), &mut feed, &books, &mut changes);
                 }
             }
         });
@@ -391,27 +383,41 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
     }
 }
 
-/// When the books tell the views: every `every` of wall-clock time (zero:
-/// every batch), before each checkpoint and at the end of the input. In
-/// between, the latest batch's capability waits for the changes: holding it
-/// delays only the views, as the books' own records go out on another output.
+/// The groups of symbols that take turns in telling the views.
+const TURNS: u32 = 10;
+
+/// When the books tell the views, and of which symbols. The symbols take
+/// turns in [`TURNS`] groups, one group every `every / TURNS` of wall-clock
+/// time, so each symbol's changes reach the views every `every` while the
+/// work of re-marking its holders' positions comes in tenths: the books'
+/// records queued behind it wait a tenth as long. Zero `every`: every
+/// symbol at every batch; every symbol before each checkpoint and at the
+/// end of the input. In between, the latest batch's capability waits for
+/// the changes: holding it delays only the views, as the books' own records
+/// go out on another output.
 struct Cadence {
     every: Duration,
-    sent: Instant,
+    /// The group whose turn is next, and when it comes (never, for an
+    /// interval past any clock: then the end will do).
+    turn: u64,
+    next: Option<Instant>,
     cap: Option<Capability<Time>>,
     activator: Activator,
-    /// When the operator asked to be woken, so it asks once per wait.
+    /// When the operator asked to be woken, so it asks once per turn.
     wake: Option<Instant>,
+    sent: Vec<ViewChange>,
 }
 
 impl Cadence {
     fn new(every: Duration, activator: Activator) -> Cadence {
         Cadence {
             every,
-            sent: Instant::now(),
+            turn: 0,
+            next: Instant::now().checked_add(every / TURNS),
             cap: None,
             activator,
             wake: None,
+            sent: Vec::new(),
         }
     }
 
@@ -421,25 +427,52 @@ impl Cadence {
         self.cap = Some(cap);
     }
 
-    /// The capability to send the changes at, if the time has come or
-    /// `now`; otherwise asks to be woken when it comes.
-    fn due(&mut self, now: bool) -> Option<Capability<Time>> {
-        self.cap.as_ref()?;
-        let elapsed = self.sent.elapsed();
-        if now || elapsed >= self.every {
-            self.sent = Instant::now();
-            self.wake = None;
-            return self.cap.take();
+    /// Sends what `feed` gathered of the symbols whose turn has come, or of
+    /// `all`, to `changes`; lets the capability go once nothing waits, and
+    /// otherwise asks to be woken for the next turn.
+    fn tick(
+        &mut self,
+        all: bool,
+        feed: &mut ViewFeed,
+        books: &FxHashMap<Symbol, OrderBook>,
+        changes: &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<ViewChange>>>,
+    ) {
+        let Some(cap) = self.cap.as_ref() else {
+            return;
+        };
+        let now = Instant::now();
+        let turn = if all || self.every.is_zero() {
+            None
+        } else if self.next.is_some_and(|next| next <= now) {
+            let turn = self.turn;
+            self.turn = (turn + 1) % u64::from(TURNS);
+            self.next = now.checked_add(self.every / TURNS);
+            Some(turn)
+        } else {
+            self.wake(now);
+            return;
+        };
+        feed.drain(
+            books,
+            |symbol| turn.is_none_or(|t| (symbol_hash(symbol) >> 32) % u64::from(TURNS) == t),
+            &mut self.sent,
+        );
+        if !self.sent.is_empty() {
+            changes.session(cap).give_container(&mut self.sent);
         }
-        if self.wake.is_none_or(|at| at <= Instant::now()) {
-            let wait = self.every - elapsed;
-            // Past any clock (an interval of centuries): the end will do.
-            self.wake = Instant::now().checked_add(wait);
-            if self.wake.is_some() {
-                self.activator.activate_after(wait);
-            }
+        match feed.is_empty() {
+            true => self.cap = None,
+            false => self.wake(now),
         }
-        None
+    }
+
+    fn wake(&mut self, now: Instant) {
+        if self.next.is_some() && self.wake != self.next {
+            self.wake = self.next;
+            let at = self.next.unwrap_or(now);
+            self.activator
+                .activate_after(at.saturating_duration_since(now));
+        }
     }
 }
 

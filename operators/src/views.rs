@@ -165,11 +165,22 @@ impl ViewFeed {
         held
     }
 
-    /// Everything since the last drain, in a deterministic order, into
-    /// `out`; the symbols' depth rows hold after their books' current seq.
-    pub fn drain(&mut self, books: &FxHashMap<Symbol, OrderBook>, out: &mut Vec<ViewChange>) {
+    /// Whether nothing waits to be drained.
+    pub fn is_empty(&self) -> bool {
+        self.symbols.is_empty() && self.seeds.is_empty()
+    }
+
+    /// Everything since their last drain of the symbols `pick` picks, in a
+    /// deterministic order, into `out`; their depth rows hold after their
+    /// books' current seq.
+    pub fn drain(
+        &mut self,
+        books: &FxHashMap<Symbol, OrderBook>,
+        pick: impl Fn(&Symbol) -> bool,
+        out: &mut Vec<ViewChange>,
+    ) {
         out.append(&mut self.seeds);
-        let mut symbols: Vec<_> = self.symbols.drain().collect();
+        let mut symbols: Vec<_> = self.symbols.extract_if(|symbol, _| pick(symbol)).collect();
         symbols.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (symbol, changes) in symbols {
             let mut levels: Vec<_> = changes.levels.into_iter().collect();
