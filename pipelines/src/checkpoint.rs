@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use operators::dataflow::{PartitionMark, Restored, Snapshot};
+use operators::output::VIEWS;
 use serde::{Deserialize, Serialize};
 
 use crate::sink::SinkState;
@@ -76,6 +77,20 @@ impl Fingerprint {
         if sinks {
             differ("--sink", self.sinks.join(" "), other.sinks.join(" "));
             differ("--outputs", self.outputs.join(","), other.outputs.join(","));
+        }
+        // The views start from the positions a checkpoint keeps, and one
+        // written without the views kept none of the fills since.
+        let views = |f: &Fingerprint| {
+            f.outputs
+                .iter()
+                .any(|o| VIEWS.iter().any(|v| v.name == o.as_str()))
+        };
+        if views(self) && !views(other) {
+            said.push(
+                "it was written without the views (positions, exposure, depth), \
+                 which now are asked for (--no-views leaves them out)"
+                    .into(),
+            );
         }
         (!said.is_empty()).then(|| said.join("; "))
     }
@@ -553,6 +568,17 @@ mod tests {
         other.intervals = vec!["5m".into()];
         let refused = load(&dir, &other).err().expect("refused").to_string();
         assert!(refused.contains("--intervals was 1m, now 5m"), "{refused}");
+        // A replay (which may write other outputs) with the views, from a
+        // checkpoint without them: their positions would start empty.
+        let mut replay = config();
+        replay.outputs.push("exposure".into());
+        let refused = load_before(&dir, &replay, &[(0, 10)])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(refused.contains("written without the views"), "{refused}");
+        replay.outputs = vec!["candles".into()];
+        assert!(load_before(&dir, &replay, &[(0, 10)]).unwrap().is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
