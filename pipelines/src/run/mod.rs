@@ -378,8 +378,10 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         windows: restored.windows.clone(),
         marks: restored.marks.clone(),
     };
-    let on_books = snapshots(job, index, None);
-    let on_windows = snapshots(job, index, Some(barriers));
+    // The books see a checkpoint's time before any record of a later time
+    // exists: there its barrier is set, ahead of everything it must cut.
+    let on_books = snapshots(job, index, Some(barriers));
+    let on_windows = snapshots(job, index, None);
     let mut orders: InputHandleVec<Time, Sequenced> = InputHandleVec::new();
     let mut control: InputHandleVec<Time, Control> = InputHandleVec::new();
     let probe = ProbeHandle::new();

@@ -37,32 +37,38 @@ pub struct SinkWriter {
 }
 
 impl SinkWriter {
-    /// Writes `records` to the sinks, flushing after every step.
+    /// Writes `records` to the sinks, flushing after every step. A
+    /// checkpoint's barrier (set by the books, before any record of a later
+    /// time exists) goes between its time's records and later ones: a record
+    /// of a later time waits while a barrier before it is still pending, as
+    /// the books' records and the views' rows come by different paths and a
+    /// later time can arrive first.
     pub fn attach(mut self, records: StreamVec<'_, Time, Record>) {
         let mut reached = Vec::new();
+        let mut held: VecDeque<(Time, Vec<Record>)> = VecDeque::new();
         records.sink(Pipeline, "Sinks", move |(input, frontier)| {
+            // Written at once unless behind a pending barrier (or behind
+            // records that are).
+            self.pass_barriers(|t| !frontier.less_equal(&t));
             input.for_each(|cap, records| {
-                // Records come in time order: one of a later time means
-                // every earlier checkpoint's records have been written.
-                if let Some(&time) = cap.least() {
-                    self.pass_barriers(|t| t < time);
-                    // A view's rows wait for its interval by design: the
-                    // latency is the messages' own outputs'.
-                    let direct = records.iter().filter(|r| !r.is_view()).count();
-                    reached.push((time, direct));
-                }
-                for record in records.drain(..) {
-                    self.counters.count(&record);
-                    if !self.outputs[record.output()] {
-                        continue;
-                    }
-                    for handle in self.handles.iter_mut() {
-                        if let Err(e) = handle.write(&record) {
-                            self.failure.borrow_mut().get_or_insert(e);
-                        }
-                    }
+                let Some(&time) = cap.least() else { return };
+                match held.is_empty() && self.before_barrier(time) {
+                    true => self.write(time, records.drain(..), &mut reached),
+                    false => held.push_back((time, std::mem::take(records))),
                 }
             });
+            loop {
+                self.pass_barriers(|t| !frontier.less_equal(&t));
+                if !held
+                    .front()
+                    .is_some_and(|(time, _)| self.before_barrier(*time))
+                {
+                    break;
+                }
+                if let Some((time, records)) = held.pop_front() {
+                    self.write(time, records, &mut reached);
+                }
+            }
             // Hand over what is due, so that sinks see rows with the
             // latency of a step (or of their flush period) rather than of
             // a full buffer.
@@ -74,11 +80,41 @@ impl SinkWriter {
             for (time, records) in reached.drain(..) {
                 self.latency.reached(time, records);
             }
-            self.pass_barriers(|t| !frontier.less_equal(&t));
             if frontier.is_empty() {
                 self.handles.clear();
             }
         });
+    }
+
+    /// Whether a record of `time` comes before every pending barrier.
+    fn before_barrier(&self, time: Time) -> bool {
+        let pending = self.barriers.borrow().front().map(|&(t, _)| t);
+        pending.is_none_or(|barrier| time <= barrier)
+    }
+
+    /// Hands `records` of `time` to every sink handle; counts them for the
+    /// latency (a view's rows wait for its interval by design: the latency
+    /// is the messages' own outputs').
+    fn write(
+        &mut self,
+        time: Time,
+        records: impl IntoIterator<Item = Record>,
+        reached: &mut Vec<(Time, usize)>,
+    ) {
+        let mut direct = 0;
+        for record in records {
+            direct += usize::from(!record.is_view());
+            self.counters.count(&record);
+            if !self.outputs[record.output()] {
+                continue;
+            }
+            for handle in self.handles.iter_mut() {
+                if let Err(e) = handle.write(&record) {
+                    self.failure.borrow_mut().get_or_insert(e);
+                }
+            }
+        }
+        reached.push((time, direct));
     }
 
     /// Tells the sinks of every checkpoint due whose time is `complete`
