@@ -97,8 +97,8 @@ impl Record {
     }
 }
 
-/// Output of the book operator: records, with each partition's watermark
-/// marked before the records of the first message that moved it.
+/// What the books tell the candles: trades, with each partition's watermark
+/// marked before the trades of the first message that moved it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BookRecord {
     /// `partition`'s watermark is now `watermark`.
@@ -106,8 +106,16 @@ pub enum BookRecord {
     /// A trade, with the partition its taker message came from: the
     /// partition whose watermark decides its candles.
     Trade { partition: u32, trade: Trade },
-    /// Events and bbo, which candles do not look at.
-    Record(Record),
+}
+
+/// What the books emit, by where it goes.
+pub struct BookStreams<'scope> {
+    /// Events and bbo, straight to the sinks: candles do not look at them.
+    pub records: StreamVec<'scope, Time, Record>,
+    /// Trades and watermarks, for the candles.
+    pub trades: StreamVec<'scope, Time, BookRecord>,
+    /// What the views need, at their cadence (empty without them).
+    pub changes: StreamVec<'scope, Time, ViewChange>,
 }
 
 /// Where a partition stands at the end of a batch, broadcast to every
@@ -225,7 +233,7 @@ impl<D> Stash<D> {
 /// One order book per symbol.
 pub trait Books<'scope> {
     /// Exchanges messages by symbol and applies them to their books in
-    /// partition order, emitting events, trades and bbo changes, and (if
+    /// partition order, emitting events and bbo changes, trades, and (if
     /// `views`) what the differential views need, at their cadence. Starts from
     /// `restored` (this worker's books of a checkpoint) and hands a snapshot
     /// of its books to `on_snapshot` at each checkpoint in `control`.
@@ -235,10 +243,7 @@ pub trait Books<'scope> {
         restored: Vec<BookState>,
         on_snapshot: OnSnapshot,
         views: Option<ViewSpec>,
-    ) -> (
-        StreamVec<'scope, Time, BookRecord>,
-        StreamVec<'scope, Time, ViewChange>,
-    );
+    ) -> BookStreams<'scope>;
 }
 
 impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
@@ -248,24 +253,24 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
         restored: Vec<BookState>,
         mut on_snapshot: OnSnapshot,
         views: Option<ViewSpec>,
-    ) -> (
-        StreamVec<'scope, Time, BookRecord>,
-        StreamVec<'scope, Time, ViewChange>,
-    ) {
+    ) -> BookStreams<'scope> {
         let scope = self.scope();
         let mut builder = OperatorBuilder::new("Books".to_owned(), scope);
         let mut input = builder.new_input(self, Exchange::new(route));
         let mut control = builder.new_input(control, Pipeline);
-        let (records_out, records) = builder.new_output();
+        let (trades_out, trades) = builder.new_output();
         let (changes_out, changes) = builder.new_output();
-        let mut records_out = OutputBuilder::from(records_out);
+        let (records_out, records) = builder.new_output();
+        let mut trades_out = OutputBuilder::from(trades_out);
         let mut changes_out = OutputBuilder::from(changes_out);
+        let mut records_out = OutputBuilder::from(records_out);
         let activator = scope.activator_for(builder.operator_info().address);
         builder.build(move |_caps| {
             let mut stash = Stash::new();
             let mut controls = Stash::new();
-            // Each time's capability for the views' output.
+            // Each time's capabilities for the views' and the records' outputs.
             let mut view_caps: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
+            let mut record_caps: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
             let mut feed = ViewFeed::default();
             let mut cadence = views.map(|spec| Cadence::new(spec.every, activator));
             let mut books: FxHashMap<_, OrderBook> = restored
@@ -281,13 +286,17 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
             let mut out = BookOutput::default();
             move |frontiers| {
                 let (frontier, control_frontier) = (&frontiers[0], &frontiers[1]);
-                let mut output = records_out.activate();
+                let mut trades_out = trades_out.activate();
                 let mut changes = changes_out.activate();
+                let mut records_out = records_out.activate();
                 input.for_each(|cap, data| {
                     if cadence.is_some() {
                         if let Some(c) = cap.retain_least(1) {
                             view_caps.entry(*c.time()).or_insert(c);
                         }
+                    }
+                    if let Some(c) = cap.retain_least(2) {
+                        record_caps.entry(*c.time()).or_insert(c);
                     }
                     if let Some(cap) = cap.retain_least(0) {
                         stash.push(cap, data);
@@ -302,7 +311,9 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                     ready(&mut stash, &mut controls, [frontier, control_frontier])
                 {
                     batch.sort_unstable_by_key(|m| (m.partition, m.offset));
-                    let mut session = output.session(&cap);
+                    let mut session = trades_out.session(&cap);
+                    let record_cap = record_caps.remove(&time);
+                    let mut records = record_cap.as_ref().map(|c| records_out.session(c));
                     if !batch.is_empty() {
                         for symbol in seed.take().into_iter().flatten() {
                             feed.seed(&books[&symbol]);
@@ -347,7 +358,9 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                             .drain(..)
                             .map(|event| Record::Event(Event { origin, ..event }));
                         let bbo = out.bbo.drain(..).map(Record::Bbo);
-                        session.give_iterator(events.chain(bbo).map(BookRecord::Record));
+                        if let Some(records) = records.as_mut() {
+                            records.give_iterator(events.chain(bbo));
+                        }
                         let trades = out.trades.drain(..);
                         session.give_iterator(
                             trades.map(|trade| BookRecord::Trade { partition, trade }),
@@ -379,7 +392,11 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                 }
             }
         });
-        (records, changes)
+        BookStreams {
+            records,
+            trades,
+            changes,
+        }
     }
 }
 
@@ -523,7 +540,6 @@ fn fold(
             windows(partitions, partition, spec).add(&trade, candles, late);
             give(Record::Trade(trade));
         }
-        BookRecord::Record(record) => give(record),
     }
     candles.drain(..).map(Record::Candle).for_each(&mut give);
     late.drain(..).map(Record::Late).for_each(give);
@@ -543,7 +559,7 @@ fn book<'a>(
 pub trait Candles<'scope> {
     /// Folds trades into windows per partition, emitting candles (and `late`
     /// trades) as the partition watermarks in the stream and in `control`'s
-    /// marks pass window ends. Every other record passes through. Starts
+    /// marks pass window ends. The trades pass through. Starts
     /// from `restored` (keeping the windows of the symbols `worker` of
     /// `peers` owns) and hands a snapshot of its windows and of every
     /// partition's latest mark to `on_snapshot` at each checkpoint. When the
@@ -682,6 +698,7 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
+    use timely::dataflow::operators::Concat;
     use timely::dataflow::InputHandleVec;
 
     use super::*;
@@ -702,17 +719,22 @@ mod tests {
             };
             worker.dataflow::<Time, _, _>(|scope| {
                 let control = marks.to_stream(scope);
-                orders
-                    .to_stream(scope)
-                    .books(control.clone(), Vec::new(), Box::new(|_, _, _| {}), None)
-                    .0
-                    .candles(
-                        control,
-                        spec,
-                        Restored::default(),
-                        Box::new(|_, _, _| {}),
-                        true,
-                    )
+                let books = orders.to_stream(scope).books(
+                    control.clone(),
+                    Vec::new(),
+                    Box::new(|_, _, _| {}),
+                    None,
+                );
+                let candles = books.trades.candles(
+                    control,
+                    spec,
+                    Restored::default(),
+                    Box::new(|_, _, _| {}),
+                    true,
+                );
+                books
+                    .records
+                    .concat(candles)
                     .sink(Pipeline, "Collect", move |(input, _)| {
                         input.for_each(|_, data| sink.borrow_mut().append(data));
                     });

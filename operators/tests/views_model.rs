@@ -44,21 +44,25 @@ fn run(lines: Vec<String>, workers: usize, batch: usize, every: Duration) -> Row
                 depth: DEPTH,
                 every,
             };
-            let (books, changes) = orders.to_stream(scope).books(
+            let books = orders.to_stream(scope).books(
                 control,
                 Vec::new(),
                 Box::new(|_, _, _| {}),
                 Some(spec),
             );
-            books
-                .concat(changes.views(spec).map(BookRecord::Record))
+            let trades = books.trades.flat_map(|record| match record {
+                BookRecord::Trade { trade, .. } => Some(Record::Trade(trade)),
+                BookRecord::Progress { .. } => None,
+            });
+            trades
+                .concat(books.changes.views(spec))
                 .inspect(move |record| {
                     let mut rows = rows.lock().unwrap();
                     match record {
-                        BookRecord::Trade { trade, .. } => rows.trades.push(trade.clone()),
-                        BookRecord::Record(Record::Position(p)) => rows.positions.push(p.clone()),
-                        BookRecord::Record(Record::Exposure(e)) => rows.exposure.push(e.clone()),
-                        BookRecord::Record(Record::Depth(d)) => rows.depth.push(d.clone()),
+                        Record::Trade(trade) => rows.trades.push(trade.clone()),
+                        Record::Position(p) => rows.positions.push(p.clone()),
+                        Record::Exposure(e) => rows.exposure.push(e.clone()),
+                        Record::Depth(d) => rows.depth.push(d.clone()),
                         _ => {}
                     }
                 });

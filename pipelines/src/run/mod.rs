@@ -392,13 +392,15 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let views = job.views;
     worker.dataflow::<Time, _, _>(|scope| {
         let control = control.to_stream(scope).broadcast();
-        let (books, changes) =
-            orders
-                .to_stream(scope)
-                .books(control.clone(), books, on_books, views);
-        let records = books.candles(control, spec, windows, on_windows, close_at_end);
+        let books = orders
+            .to_stream(scope)
+            .books(control.clone(), books, on_books, views);
+        let candles = books
+            .trades
+            .candles(control, spec, windows, on_windows, close_at_end);
+        let records = books.records.concat(candles);
         let records = match views {
-            Some(spec) => records.concat(changes.views(spec)),
+            Some(spec) => records.concat(books.changes.views(spec)),
             None => records,
         }
         .probe_with(&probe);
