@@ -12,6 +12,7 @@ use operators::output::OUTPUTS;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
+use timely::progress::frontier::MutableAntichain;
 
 use crate::latency::Recorder;
 use crate::progress::Counters;
@@ -45,30 +46,18 @@ impl SinkWriter {
     /// later time can arrive first.
     pub fn attach(mut self, records: StreamVec<'_, Time, Record>) {
         let mut reached = Vec::new();
-        let mut held: VecDeque<(Time, Vec<Record>)> = VecDeque::new();
+        // Records of times after a pending barrier, in arrival order.
+        let mut held: Vec<(Time, Vec<Record>)> = Vec::new();
         records.sink(Pipeline, "Sinks", move |(input, frontier)| {
-            // Written at once unless behind a pending barrier (or behind
-            // records that are).
-            self.pass_barriers(|t| !frontier.less_equal(&t));
+            self.release(&mut held, frontier, &mut reached);
             input.for_each(|cap, records| {
                 let Some(&time) = cap.least() else { return };
-                match held.is_empty() && self.before_barrier(time) {
+                match self.before_barrier(time) {
                     true => self.write(time, records.drain(..), &mut reached),
-                    false => held.push_back((time, std::mem::take(records))),
+                    false => held.push((time, std::mem::take(records))),
                 }
             });
-            loop {
-                self.pass_barriers(|t| !frontier.less_equal(&t));
-                if !held
-                    .front()
-                    .is_some_and(|(time, _)| self.before_barrier(*time))
-                {
-                    break;
-                }
-                if let Some((time, records)) = held.pop_front() {
-                    self.write(time, records, &mut reached);
-                }
-            }
+            self.release(&mut held, frontier, &mut reached);
             // Hand over what is due, so that sinks see rows with the
             // latency of a step (or of their flush period) rather than of
             // a full buffer.
@@ -117,20 +106,33 @@ impl SinkWriter {
         reached.push((time, direct));
     }
 
-    /// Tells the sinks of every checkpoint due whose time is `complete`
-    /// that their rows up to it are all written.
-    fn pass_barriers(&mut self, complete: impl Fn(Time) -> bool) {
-        let mut due = self.barriers.borrow_mut();
-        while let Some(&(time, id)) = due.front() {
-            if !complete(time) {
-                break;
+    /// Writes the held records before the first pending barrier, passes it
+    /// once the frontier has (every record of its time is written), and so
+    /// on barrier by barrier: a barrier never passes a held record of its
+    /// own time or before.
+    fn release(
+        &mut self,
+        held: &mut Vec<(Time, Vec<Record>)>,
+        frontier: &MutableAntichain<Time>,
+        reached: &mut Vec<(Time, usize)>,
+    ) {
+        loop {
+            let pending = self.barriers.borrow().front().copied();
+            let due = |time: Time| pending.is_none_or(|(barrier, _)| time <= barrier);
+            let ready: Vec<_> = held.extract_if(.., |(time, _)| due(*time)).collect();
+            for (time, records) in ready {
+                self.write(time, records, reached);
+            }
+            let Some((time, id)) = pending else { return };
+            if frontier.less_equal(&time) {
+                return;
             }
             for handle in self.handles.iter_mut() {
                 if let Err(e) = handle.barrier(id) {
                     self.failure.borrow_mut().get_or_insert(e);
                 }
             }
-            due.pop_front();
+            self.barriers.borrow_mut().pop_front();
         }
     }
 }
