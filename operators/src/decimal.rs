@@ -199,8 +199,17 @@ pub fn scaled_by(value: i128, scale: u32, buf: &mut Digits) -> &str {
         buf[at] = digit;
     };
     let abs = value.unsigned_abs();
-    let one = 10u128.pow(scale);
-    let (mut whole, mut frac) = (abs / one, (abs % one) as u64);
+    // u64 arithmetic where it fits: u128 division is a library call.
+    let (mut whole, mut frac) = match u64::try_from(abs) {
+        Ok(small) => {
+            let one = 10u64.pow(scale);
+            (u128::from(small / one), small % one)
+        }
+        Err(_) => {
+            let one = 10u128.pow(scale);
+            (abs / one, (abs % one) as u64)
+        }
+    };
     if frac != 0 {
         let mut digits = scale;
         while frac % 10 == 0 {
@@ -213,7 +222,6 @@ pub fn scaled_by(value: i128, scale: u32, buf: &mut Digits) -> &str {
         }
         put(b'.');
     }
-    // u64 arithmetic where it fits: u128 division is a library call.
     match u64::try_from(whole) {
         Ok(mut small) => loop {
             put(b'0' + (small % 10) as u8);
@@ -312,7 +320,29 @@ mod tests {
         assert_eq!(twice.checked_add(huge), None);
     }
 
+    /// `value` × 10^-`scale` in its shortest exact text, by string surgery.
+    fn scaled_model(value: i128, scale: u32) -> String {
+        let width = scale as usize + 1;
+        let digits = format!("{:0>width$}", value.unsigned_abs());
+        let (whole, frac) = digits.split_at(digits.len() - scale as usize);
+        let frac = frac.trim_end_matches('0');
+        let sign = if value < 0 { "-" } else { "" };
+        match frac {
+            "" => format!("{sign}{whole}"),
+            frac => format!("{sign}{whole}.{frac}"),
+        }
+    }
+
     proptest! {
+        #[test]
+        fn scaled_writes_the_model_text(
+            value in prop_oneof![any::<i64>().prop_map(i128::from), any::<i128>()],
+            scale in 0u32..=16,
+        ) {
+            let mut buf = [0; 41];
+            prop_assert_eq!(scaled_by(value, scale, &mut buf), scaled_model(value, scale));
+        }
+
         #[test]
         fn display_then_parse_is_identity(v in any::<i64>()) {
             prop_assume!(v != i64::MIN);
