@@ -35,8 +35,9 @@ use crate::output::{Depth, Exposure, Position};
 pub struct ViewSpec {
     /// Price levels per symbol and side in `depth` (`--depth N`).
     pub depth: usize,
-    /// How often the books tell the views what changed (`--view-interval`;
-    /// zero: every batch). Each positions row costs the same whether one
+    /// How often each symbol's book tells the views what changed
+    /// (`--view-interval`; the symbols take turns within it; zero: every
+    /// batch). Each positions row costs the same whether one
     /// trade or a thousand made it, so a paced stream of small batches
     /// would otherwise write every holder of a busy symbol per batch.
     pub every: Duration,
