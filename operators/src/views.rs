@@ -1,6 +1,7 @@
 //! Positions, exposure and market depth as differential-dataflow views
 //! (CONTRACT §3): collections fed from the books' changes, kept exact under
-//! retractions by `reduce` and `join`, and emitted as rows per batch.
+//! retractions by `reduce` and `join`, and emitted as rows per drain of the
+//! books' changes (every `--view-interval`, the symbols in turns).
 //!
 //! Depth and positions stay on their symbol's worker (their arrangements
 //! are built with the `Pipeline` contract: the books already sent every
@@ -372,7 +373,7 @@ type DepthRow = ((Symbol, Side), (u64, i64, i64, u64));
 /// The views of a stream of [`ViewChange`]s.
 pub trait Views<'scope> {
     /// Positions, exposure and depth rows, as records for the sinks, each at
-    /// the time of the batch that changed it.
+    /// the time the books sent the changes that made it.
     fn views(self, spec: ViewSpec) -> StreamVec<'scope, Time, Record>;
 }
 
