@@ -483,10 +483,10 @@ impl Cadence {
         }
     }
 
+    /// Asks to be woken for the next turn, once per turn.
     fn wake(&mut self, now: Instant) {
-        if self.next.is_some() && self.wake != self.next {
-            self.wake = self.next;
-            let at = self.next.unwrap_or(now);
+        if let Some(at) = self.next.filter(|at| self.wake != Some(*at)) {
+            self.wake = Some(at);
             self.activator
                 .activate_after(at.saturating_duration_since(now));
         }
