@@ -54,10 +54,11 @@ impl Latency {
         let now = self.now_us();
         if let Ok(mut handed) = self.handed.lock() {
             handed.entry(time).or_insert(now);
-            if let Some(&oldest) = handed.keys().next() {
-                if oldest + KEPT < time {
-                    handed.retain(|t, _| t + KEPT >= time);
-                }
+            while handed
+                .first_key_value()
+                .is_some_and(|(&t, _)| t + KEPT < time)
+            {
+                handed.pop_first();
             }
         }
     }

@@ -61,15 +61,20 @@ impl SinkWriter {
             // Hand over what is due, so that sinks see rows with the
             // latency of a step (or of their flush period) rather than of
             // a full buffer.
+            let done = frontier.is_empty();
             for handle in self.handles.iter_mut() {
-                if let Err(e) = handle.flush() {
+                let handed = handle.flush().and_then(|()| match done {
+                    true => handle.finish(),
+                    false => Ok(()),
+                });
+                if let Err(e) = handed {
                     self.failure.borrow_mut().get_or_insert(e);
                 }
             }
             for (time, records) in reached.drain(..) {
                 self.latency.reached(time, records);
             }
-            if frontier.is_empty() {
+            if done {
                 self.handles.clear();
             }
         });

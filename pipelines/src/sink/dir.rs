@@ -1,10 +1,14 @@
 //! `dir:PATH`: one JSONL file per output, plus a Parquet copy of each for SQL.
 //!
 //! Workers write records as JSON lines and as Arrow columns into their own
-//! buffers (so encoding spreads over the workers) and hand full buffers to
-//! one writer thread per file through a bounded queue. The writer appends
-//! the lines to the JSONL file and the columns to the Parquet copy (schema
-//! in [`super::columnar`]), which is written under a temporary name and
+//! buffers (so encoding spreads over the workers) and hand them to one
+//! writer thread per file through a bounded queue: the lines after every
+//! step, so the file follows the run, the columns only in batches of
+//! [`COLUMN_ROWS`] (and at checkpoints and the end), since nobody reads a
+//! Parquet copy before it is complete and a small batch costs the Parquet
+//! writer as much as a big one. The writer appends the lines to the JSONL
+//! file and the columns to the Parquet copy (schema in
+//! [`super::columnar`]), which is written under a temporary name and
 //! renamed when complete, so a reader never sees half a file.
 //!
 //! With checkpoints, a writer aligns the workers at each checkpoint's
@@ -34,8 +38,10 @@ use super::columnar::Columns;
 use super::queue::{Items, Queue, Writers};
 use super::{Commits, Health, Sink, SinkHandle, SinkState, WorkerInfo};
 
-/// Bytes a worker buffers per output before handing them over.
+/// Bytes of lines a worker buffers per output before handing them over.
 const FLUSH_AT: usize = 1 << 18;
+/// Rows a worker buffers per output as columns before handing them over.
+const COLUMN_ROWS: usize = 1 << 14;
 
 pub struct DirSink {
     queues: Mutex<Option<Vec<Queue<Chunk>>>>,
@@ -45,8 +51,10 @@ pub struct DirSink {
 
 /// What a worker hands an output's writer.
 enum Chunk {
-    /// Whole JSON lines from `worker`, and the same rows as columns.
-    Rows(usize, Vec<u8>, RecordBatch),
+    /// Whole JSON lines from `worker`, and how many.
+    Lines(usize, Vec<u8>, usize),
+    /// The same rows as columns, later and in bigger batches.
+    Columns(usize, RecordBatch),
     /// `worker` has sent every row of checkpoint `id`.
     Barrier(usize, u64),
 }
@@ -209,8 +217,8 @@ impl OutputWriter {
         let mut next = chunks.recv();
         while let Some(chunk) = next {
             let rows = match &chunk {
-                Chunk::Rows(_, _, rows) => rows.num_rows(),
-                Chunk::Barrier(..) => 0,
+                Chunk::Lines(_, _, rows) => *rows,
+                Chunk::Columns(..) | Chunk::Barrier(..) => 0,
             };
             self.take(chunk)?;
             chunks.health().wrote(rows);
@@ -234,16 +242,18 @@ impl OutputWriter {
 
     fn take(&mut self, chunk: Chunk) -> anyhow::Result<()> {
         let worker = match &chunk {
-            Chunk::Rows(w, _, _) | Chunk::Barrier(w, _) => *w,
+            Chunk::Lines(w, _, _) | Chunk::Columns(w, _) | Chunk::Barrier(w, _) => *w,
         };
         if self.at_barrier[worker].is_some() {
             self.held[worker].push_back(chunk);
             return Ok(());
         }
         match chunk {
-            Chunk::Rows(_, lines, rows) => {
+            Chunk::Lines(_, lines, _) => {
                 self.out.write_all(&lines).with_context(|| self.context())?;
                 self.length += lines.len() as u64;
+            }
+            Chunk::Columns(_, rows) => {
                 let tmp = self.parts.tmp();
                 let copy = match &mut self.copy {
                     Some(copy) => copy,
@@ -359,10 +369,7 @@ impl Sink for DirSink {
             .ok_or_else(|| anyhow!("dir sink already closed"))?;
         Ok(Box::new(DirHandle {
             queues,
-            buffers: OUTPUTS
-                .iter()
-                .map(|output| (Vec::with_capacity(FLUSH_AT + 1024), Columns::new(output)))
-                .collect(),
+            buffers: OUTPUTS.into_iter().map(Buffer::new).collect(),
             worker: worker.index % self.workers,
         }))
     }
@@ -384,52 +391,88 @@ impl Sink for DirSink {
 
 struct DirHandle {
     queues: Vec<Queue<Chunk>>,
-    /// Per output, the JSON lines and the columns not yet handed over.
-    buffers: Vec<(Vec<u8>, Columns)>,
+    /// Per output, the rows not yet handed over.
+    buffers: Vec<Buffer>,
     /// The worker's index within its process.
     worker: usize,
 }
 
+/// One output's rows in a worker, as lines and as columns.
+struct Buffer {
+    lines: Vec<u8>,
+    /// Rows in `lines`.
+    rows: usize,
+    columns: Columns,
+    /// Rows in `columns`.
+    column_rows: usize,
+}
+
+impl Buffer {
+    fn new(output: &Output) -> Buffer {
+        Buffer {
+            lines: Vec::with_capacity(FLUSH_AT + 1024),
+            rows: 0,
+            columns: Columns::new(output),
+            column_rows: 0,
+        }
+    }
+}
+
 impl DirHandle {
-    fn send(&mut self, output: usize) -> anyhow::Result<()> {
-        let (lines, columns) = &mut self.buffers[output];
-        let lines = std::mem::replace(lines, Vec::with_capacity(FLUSH_AT + 1024));
-        let rows = columns.batch()?;
-        self.give(output, Chunk::Rows(self.worker, lines, rows))
+    /// Hands over `output`'s lines, and its columns too when `columns`.
+    fn send(&mut self, output: usize, columns: bool) -> anyhow::Result<()> {
+        let buffer = &mut self.buffers[output];
+        let mut chunks = Vec::with_capacity(2);
+        if buffer.rows > 0 {
+            let lines = std::mem::replace(&mut buffer.lines, Vec::with_capacity(FLUSH_AT + 1024));
+            chunks.push(Chunk::Lines(self.worker, lines, buffer.rows));
+            buffer.rows = 0;
+        }
+        if columns && buffer.column_rows > 0 {
+            chunks.push(Chunk::Columns(self.worker, buffer.columns.batch()?));
+            buffer.column_rows = 0;
+        }
+        for chunk in chunks {
+            self.queues[output].send(chunk)?;
+        }
+        Ok(())
     }
 
-    fn give(&mut self, output: usize, chunk: Chunk) -> anyhow::Result<()> {
-        self.queues[output].send(chunk)
+    /// Hands over every output's lines, and columns when `columns`.
+    fn send_all(&mut self, columns: bool) -> anyhow::Result<()> {
+        (0..OUTPUTS.len()).try_for_each(|output| self.send(output, columns))
     }
 }
 
 impl SinkHandle for DirHandle {
     fn write(&mut self, record: &Record) -> anyhow::Result<()> {
         let output = record.output();
-        let (lines, columns) = &mut self.buffers[output];
-        operators::json::write(record, lines);
-        lines.push(b'\n');
-        columns.push(record);
-        if lines.len() >= FLUSH_AT {
-            self.send(output)?;
+        let buffer = &mut self.buffers[output];
+        operators::json::write(record, &mut buffer.lines);
+        buffer.lines.push(b'\n');
+        buffer.rows += 1;
+        buffer.columns.push(record);
+        buffer.column_rows += 1;
+        let columns = buffer.column_rows >= COLUMN_ROWS;
+        if columns || buffer.lines.len() >= FLUSH_AT {
+            self.send(output, columns)?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
-        for output in 0..OUTPUTS.len() {
-            if !self.buffers[output].0.is_empty() {
-                self.send(output)?;
-            }
+        self.send_all(false)
+    }
+
+    fn barrier(&mut self, id: u64) -> anyhow::Result<()> {
+        self.send_all(true)?;
+        for queue in &self.queues {
+            queue.send(Chunk::Barrier(self.worker, id))?;
         }
         Ok(())
     }
 
-    fn barrier(&mut self, id: u64) -> anyhow::Result<()> {
-        self.flush()?;
-        for output in 0..OUTPUTS.len() {
-            self.give(output, Chunk::Barrier(self.worker, id))?;
-        }
-        Ok(())
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.send_all(true)
     }
 }

@@ -89,6 +89,11 @@ pub trait SinkHandle {
     /// after: the sink makes it durable and, once every worker's share is,
     /// says so through its [`Commits`].
     fn barrier(&mut self, id: u64) -> anyhow::Result<()>;
+    /// The input has ended: hands over whatever the handle still holds
+    /// beyond what [`flush`](Self::flush) hands over.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Offsets of one topic partition, as ranges `[from, to)`:
