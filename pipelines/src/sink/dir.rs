@@ -25,6 +25,7 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::TryRecvError;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use arrow::record_batch::RecordBatch;
@@ -42,6 +43,12 @@ use super::{Commits, Health, Sink, SinkHandle, SinkState, WorkerInfo};
 const FLUSH_AT: usize = 1 << 18;
 /// Rows a worker buffers per output as columns before handing them over.
 const COLUMN_ROWS: usize = 1 << 14;
+/// How long a writer that found its queue empty waits before it looks
+/// again, and only then sleeps until woken.
+const LINGER: Duration = Duration::from_millis(1);
+/// Chunks a writer's queue holds: what the workers hand over in a
+/// [`LINGER`] between steps, with room to spare.
+const QUEUED: usize = 64;
 
 pub struct DirSink {
     queues: Mutex<Option<Vec<Queue<Chunk>>>>,
@@ -95,20 +102,26 @@ impl DirSink {
                 stem,
             };
             parts.remove_after(restore.map_or(0, |(id, _)| id))?;
-            let writer = OutputWriter {
-                out: BufWriter::with_capacity(1 << 20, file),
-                length,
+            let copy = CopyWriter {
                 copy: None,
                 parts,
                 output,
                 index,
-                jsonl,
                 commits: commits.clone(),
+            };
+            let copy = writers.start(format!("parquet-{}", output.name), 2, move |parts| {
+                copy.run(parts)
+            })?;
+            let writer = OutputWriter {
+                out: BufWriter::with_capacity(1 << 20, file),
+                length,
+                copy,
+                jsonl,
                 at_barrier: vec![None; workers],
                 held: (0..workers).map(|_| VecDeque::new()).collect(),
             };
             queues.push(
-                writers.start(format!("dir-{}", output.name), 16, move |chunks| {
+                writers.start(format!("dir-{}", output.name), QUEUED, move |chunks| {
                     writer.run(chunks)
                 })?,
             );
@@ -193,19 +206,17 @@ impl Parts {
     }
 }
 
-/// One output's writer thread: the JSONL file, its Parquet copy, and the
-/// alignment of the workers at checkpoint barriers.
+/// One output's writer thread: the JSONL file, and the alignment of the
+/// workers at checkpoint barriers. It hands the columns on to the output's
+/// [`CopyWriter`]: encoding them as Parquet takes a burst of a core, and the
+/// lines, which the workers hand over after every step, must not queue
+/// behind it (a full queue stops the workers).
 struct OutputWriter {
     out: BufWriter<File>,
     /// Bytes in the JSONL file once `out` is flushed.
     length: u64,
-    /// The Parquet rows since the last commit, once there are any.
-    copy: Option<ParquetCopy>,
-    parts: Parts,
-    output: &'static Output,
-    index: usize,
+    copy: Queue<ToCopy>,
     jsonl: PathBuf,
-    commits: Option<Arc<Commits>>,
     /// The barrier each worker has reached and the others not yet.
     at_barrier: Vec<Option<u64>>,
     /// What each worker sent after its barrier, until all have reached it.
@@ -228,7 +239,15 @@ impl OutputWriter {
                 Ok(chunk) => Some(chunk),
                 Err(TryRecvError::Empty) => {
                     self.out.flush().with_context(|| self.context())?;
-                    chunks.recv()
+                    // A steady flow is taken every LINGER rather than as it
+                    // comes: a hand-over that wakes its writer costs the
+                    // worker more than the writing.
+                    std::thread::sleep(LINGER);
+                    match chunks.try_recv() {
+                        Ok(chunk) => Some(chunk),
+                        Err(TryRecvError::Empty) => chunks.recv(),
+                        Err(TryRecvError::Disconnected) => None,
+                    }
                 }
                 Err(TryRecvError::Disconnected) => None,
             };
@@ -253,19 +272,7 @@ impl OutputWriter {
                 self.out.write_all(&lines).with_context(|| self.context())?;
                 self.length += lines.len() as u64;
             }
-            Chunk::Columns(_, rows) => {
-                let tmp = self.parts.tmp();
-                let copy = match &mut self.copy {
-                    Some(copy) => copy,
-                    None => self.copy.insert(
-                        ParquetCopy::create(&tmp, self.output)
-                            .with_context(|| format!("creating {}", tmp.display()))?,
-                    ),
-                };
-                copy.writer
-                    .write(&rows)
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-            }
+            Chunk::Columns(_, rows) => self.copy.send(ToCopy::Rows(rows))?,
             Chunk::Barrier(_, id) => {
                 self.at_barrier[worker] = Some(id);
                 if self.at_barrier.iter().all(|b| *b == Some(id)) {
@@ -292,31 +299,86 @@ impl OutputWriter {
         Ok(())
     }
 
-    /// Makes the rows up to checkpoint `id` durable: the JSONL file synced
-    /// at its recorded length, the Parquet rows since the last checkpoint
-    /// renamed into place as their own part.
+    /// Makes the JSONL rows up to checkpoint `id` durable, synced at its
+    /// recorded length, and has the copy writer commit the checkpoint.
     fn commit(&mut self, id: u64) -> anyhow::Result<()> {
         self.out
             .flush()
             .and_then(|()| self.out.get_ref().sync_data())
             .with_context(|| self.context())?;
-        if let Some(copy) = self.copy.take() {
-            copy.finish(&self.parts.part(id))?;
-        }
-        if let Some(commits) = &self.commits {
-            let lengths = vec![self.length];
-            commits.arrive(id, self.index, SinkState::Dir { lengths })?;
-        }
-        Ok(())
+        self.copy.send(ToCopy::Commit(id, self.length))
     }
 
+    /// Syncs the JSONL file; the copy writer finishes once its queue,
+    /// dropped here, is empty.
     fn finish(self) -> anyhow::Result<()> {
         let context = self.context();
         self.out
             .into_inner()
             .map_err(|e| e.into_error())
             .and_then(|f| f.sync_all())
-            .with_context(|| context)?;
+            .with_context(|| context)
+    }
+}
+
+/// What an output's writer hands its copy writer, in the order of the
+/// JSONL file.
+enum ToCopy {
+    Rows(RecordBatch),
+    /// Checkpoint `id` holds the rows so far, and the JSONL file is synced
+    /// at this length.
+    Commit(u64, u64),
+}
+
+/// One output's Parquet copy, on a thread of its own.
+struct CopyWriter {
+    /// The Parquet rows since the last commit, once there are any.
+    copy: Option<ParquetCopy>,
+    parts: Parts,
+    output: &'static Output,
+    index: usize,
+    commits: Option<Arc<Commits>>,
+}
+
+impl CopyWriter {
+    fn run(mut self, items: &Items<ToCopy>) -> anyhow::Result<()> {
+        while let Some(item) = items.recv() {
+            match item {
+                ToCopy::Rows(rows) => self.write(&rows)?,
+                ToCopy::Commit(id, length) => self.commit(id, length)?,
+            }
+        }
+        self.finish()
+    }
+
+    fn write(&mut self, rows: &RecordBatch) -> anyhow::Result<()> {
+        let tmp = self.parts.tmp();
+        let copy = match &mut self.copy {
+            Some(copy) => copy,
+            None => self.copy.insert(
+                ParquetCopy::create(&tmp, self.output)
+                    .with_context(|| format!("creating {}", tmp.display()))?,
+            ),
+        };
+        copy.writer
+            .write(rows)
+            .with_context(|| format!("writing {}", tmp.display()))
+    }
+
+    /// Renames the Parquet rows since the last checkpoint into place as
+    /// checkpoint `id`'s part; then the output has made `id` durable.
+    fn commit(&mut self, id: u64, length: u64) -> anyhow::Result<()> {
+        if let Some(copy) = self.copy.take() {
+            copy.finish(&self.parts.part(id))?;
+        }
+        if let Some(commits) = &self.commits {
+            let lengths = vec![length];
+            commits.arrive(id, self.index, SinkState::Dir { lengths })?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
         match (self.commits, self.copy) {
             // Rows after the last checkpoint are not committed: the next
             // run cuts them from the JSONL file and writes them again.
