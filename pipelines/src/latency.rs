@@ -1,12 +1,14 @@
-//! Latency from the moment a source hands a batch of messages to the
-//! dataflow to the moment the records derived from it reach the sink
-//! writers, as an HdrHistogram per worker merged into the run's every
-//! second (for `/metrics`) and at the end (for the summary).
+//! Latency from the moment a message is there to be read to the moment the
+//! records derived from it reach the sink writers, as an HdrHistogram per
+//! worker merged into the run's every second (for `/metrics`) and at the
+//! end (for the summary). A paced source's message is there when it falls
+//! due, so the time it waits for its batch counts; any other source's
+//! batch counts from its hand-over to the dataflow.
 //!
-//! Timely times are batch numbers, so the moment a batch was handed over
-//! is kept per time: the sink operator looks up the time of each chunk of
-//! records it takes. A time handed over by several workers keeps the
-//! earliest moment, so a figure is never lower than the truth.
+//! Timely times are batch numbers, so the moment a batch's first message
+//! was there is kept per time: the sink operator looks up the time of each
+//! chunk of records it takes. A time handed over by several workers keeps
+//! the earliest moment, so a figure is never lower than the truth.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ const HIGHEST_US: u64 = 3_600_000_000;
 const MERGE_EVERY: Duration = Duration::from_secs(1);
 /// Times kept after their hand-over: far more than can be in flight
 /// (workers run at most a few batches ahead of the sinks).
-const KEPT: Time = 4096;
+const KEPT: usize = 4096;
 
 pub struct Latency {
     started: Instant,
@@ -49,15 +51,14 @@ impl Latency {
         self.started.elapsed().as_micros() as u64
     }
 
-    /// A source handed over messages at `time`.
-    pub fn handed(&self, time: Time) {
-        let now = self.now_us();
+    /// A source handed over messages at `time`, the first of which was
+    /// there to be read at `since`.
+    pub fn handed(&self, time: Time, since: Instant) {
+        let since = since.saturating_duration_since(self.started).as_micros() as u64;
         if let Ok(mut handed) = self.handed.lock() {
-            handed.entry(time).or_insert(now);
-            while handed
-                .first_key_value()
-                .is_some_and(|(&t, _)| t + KEPT < time)
-            {
+            let first = handed.entry(time).or_insert(since);
+            *first = since.min(*first);
+            while handed.len() > KEPT {
                 handed.pop_first();
             }
         }

@@ -6,6 +6,7 @@
 mod reading;
 mod sinks;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,7 +38,7 @@ use sinks::{Barriers, Failure, SinkWriter};
 
 /// Batches a worker may run ahead of its slowest downstream operator: enough
 /// to keep every worker busy, few enough to bound memory.
-const BATCHES_IN_FLIGHT: u64 = 4;
+const BATCHES_IN_FLIGHT: usize = 4;
 /// How often a worker with nothing to read moves its inputs on.
 const IDLE_ADVANCE: Duration = Duration::from_millis(5);
 /// Where every worker moves its inputs when it stops: past any time a
@@ -408,6 +409,8 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     });
 
     let mut time: Time = 0;
+    // The times of this worker's batches still in the dataflow.
+    let mut in_flight: VecDeque<Time> = VecDeque::new();
     let mut advanced = Instant::now();
     let mut requests = job.checkpoints.as_ref().map(Requests::new);
     while reading.open() && !job.stop.load(Ordering::Relaxed) && failure.borrow().is_none() {
@@ -443,7 +446,10 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         // workers do not wake each other in a busy loop.
         if progressed || !probe.less_than(&time) && advanced.elapsed() >= IDLE_ADVANCE {
             advanced = Instant::now();
-            time += 1;
+            if progressed {
+                in_flight.push_back(time);
+            }
+            time = reading.clock().max(time + 1);
             orders.advance_to(time);
             control.advance_to(time);
         }
@@ -453,8 +459,15 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
             .pace
             .as_ref()
             .map_or(Duration::from_millis(5), Pace::rest);
+        let rest = reading.gathered_in().unwrap_or(rest);
         worker.step_or_park(Some(if progressed { Duration::ZERO } else { rest }));
-        while probe.less_than(&time.saturating_sub(BATCHES_IN_FLIGHT)) {
+        loop {
+            while in_flight.front().is_some_and(|t| !probe.less_equal(t)) {
+                in_flight.pop_front();
+            }
+            if in_flight.len() <= BATCHES_IN_FLIGHT {
+                break;
+            }
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
         reading.processed(&probe);

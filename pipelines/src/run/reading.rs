@@ -16,6 +16,14 @@ use crate::source::{Pace, PartitionSource, Poll};
 
 /// How often a worker tells `/metrics` where its partitions stand.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
+/// How long after a partition's last batch a batch that is not full goes:
+/// every batch costs the dataflow the same progress tracking and
+/// hand-overs, about 50 µs of a core, so a partition read as soon as a
+/// message is there (a paced or quiet input) would spend the cores on
+/// batches of one message. A full batch goes at once, so a busy input's
+/// batches are as big as `--batch` allows and a quiet one's as big as its
+/// rate fills in this time: a tenth of a millisecond of latency.
+const GATHER: Duration = Duration::from_micros(100);
 
 /// The partitions one worker owns, and where each stands.
 pub struct Reading {
@@ -25,6 +33,9 @@ pub struct Reading {
     /// The watermark each partition's last mark carried.
     sent_marks: Vec<i64>,
     last_data: Vec<Instant>,
+    /// When each partition last handed over a batch that was not full:
+    /// its next waits for [`GATHER`].
+    gathering: Vec<Option<Instant>>,
     open: Vec<bool>,
     /// (time, source, offset after the batch) for batches still in the
     /// dataflow.
@@ -38,6 +49,7 @@ pub struct Reading {
     starts: Vec<u64>,
     latency: Arc<Latency>,
     reported: Option<Instant>,
+    started: Instant,
 }
 
 impl Reading {
@@ -57,6 +69,7 @@ impl Reading {
             batch_size,
             sent_marks: vec![i64::MIN; count],
             last_data: vec![Instant::now(); count],
+            gathering: vec![None; count],
             open: vec![true; count],
             in_flight: VecDeque::new(),
             idle_timeout,
@@ -65,6 +78,7 @@ impl Reading {
             starts,
             latency,
             reported: None,
+            started: Instant::now(),
         }
     }
 
@@ -84,9 +98,10 @@ impl Reading {
     ) -> anyhow::Result<bool> {
         let mut progressed = false;
         for (i, source) in self.sources.iter_mut().enumerate() {
-            if !self.open[i] {
+            if !self.open[i] || self.gathering[i].is_some_and(|at| at.elapsed() < GATHER) {
                 continue;
             }
+            let first = source.pace_position();
             let polled = match &self.pace {
                 None => source.poll(self.batch_size, &mut self.batch)?,
                 Some(pace) => pace.poll(
@@ -99,10 +114,16 @@ impl Reading {
             let ready = polled == Poll::Ready;
             match polled {
                 Poll::Ready => {
-                    self.last_data[i] = Instant::now();
+                    let now = Instant::now();
+                    self.last_data[i] = now;
+                    self.gathering[i] = (self.batch.len() < self.batch_size).then_some(now);
                     self.in_flight.push_back((time, i, source.position().0));
+                    let since = self
+                        .pace
+                        .as_ref()
+                        .map_or(now, |pace| pace.due_at(self.starts[i], first));
                     orders.send_batch(&mut self.batch);
-                    self.latency.handed(time);
+                    self.latency.handed(time, since);
                     self.batch.clear();
                     progressed = true;
                 }
@@ -137,6 +158,28 @@ impl Reading {
             }
         }
         Ok(progressed)
+    }
+
+    /// The time the clock has reached, in [`GATHER`]s since the run
+    /// started: a worker's batch is at least this late, so batches that
+    /// workers cut at the same moment carry about the same time and
+    /// complete together, however many batches each cut before.
+    pub fn clock(&self) -> Time {
+        (self.started.elapsed().as_micros() / GATHER.as_micros()) as Time
+    }
+
+    /// How long until the first partition's next batch may go, while
+    /// every open partition is gathering: the worker has nothing to read
+    /// before then.
+    pub fn gathered_in(&self) -> Option<Duration> {
+        let mut first = Duration::MAX;
+        for (open, gathering) in self.open.iter().zip(&self.gathering) {
+            let left = gathering.map_or(Duration::ZERO, |at| GATHER.saturating_sub(at.elapsed()));
+            if *open {
+                first = first.min(left);
+            }
+        }
+        (Duration::ZERO < first && first < Duration::MAX).then_some(first)
     }
 
     /// The lowest watermark of the open partitions that have one.

@@ -207,6 +207,12 @@ impl Pace {
         start + (self.started.elapsed().as_secs_f64() * self.rate) as u64
     }
 
+    /// When the message at `position` of a source that started at `start`
+    /// falls due.
+    pub fn due_at(&self, start: u64, position: u64) -> Instant {
+        self.started + Duration::from_secs_f64(position.saturating_sub(start) as f64 / self.rate)
+    }
+
     /// Polls `source` (which started at `start`) one message at a time
     /// while its messages are due, up to `max` in `out`.
     pub fn poll(
