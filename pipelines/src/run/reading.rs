@@ -18,7 +18,7 @@ use crate::source::{Pace, PartitionSource, Poll};
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 /// How long after a partition's last batch a batch that is not full goes:
 /// every batch costs the dataflow the same progress tracking and
-/// hand-overs, about 50 µs of a core, so a partition read as soon as a
+/// hand-overs (some 50–100 µs of the cores), so a partition read as soon as a
 /// message is there (a paced or quiet input) would spend the cores on
 /// batches of one message. A full batch goes at once, so a busy input's
 /// batches are as big as `--batch` allows and a quiet one's as big as its
@@ -33,9 +33,9 @@ pub struct Reading {
     /// The watermark each partition's last mark carried.
     sent_marks: Vec<i64>,
     last_data: Vec<Instant>,
-    /// When each partition last handed over a batch that was not full:
-    /// its next waits for [`GATHER`].
-    gathering: Vec<Option<Instant>>,
+    /// The clock's tick when each partition last handed over a batch that
+    /// was not full: its next waits for the next tick.
+    gathering: Vec<Option<Time>>,
     open: Vec<bool>,
     /// (time, source, offset after the batch) for batches still in the
     /// dataflow.
@@ -97,8 +97,9 @@ impl Reading {
         control: &mut InputHandleVec<Time, Control>,
     ) -> anyhow::Result<bool> {
         let mut progressed = false;
+        let tick = self.clock();
         for (i, source) in self.sources.iter_mut().enumerate() {
-            if !self.open[i] || self.gathering[i].is_some_and(|at| at.elapsed() < GATHER) {
+            if !self.open[i] || self.gathering[i].is_some_and(|at| at >= tick) {
                 continue;
             }
             let first = source.pace_position();
@@ -116,7 +117,7 @@ impl Reading {
                 Poll::Ready => {
                     let now = Instant::now();
                     self.last_data[i] = now;
-                    self.gathering[i] = (self.batch.len() < self.batch_size).then_some(now);
+                    self.gathering[i] = (self.batch.len() < self.batch_size).then_some(tick);
                     self.in_flight.push_back((time, i, source.position().0));
                     let since = self
                         .pace
@@ -161,25 +162,25 @@ impl Reading {
     }
 
     /// The time the clock has reached, in [`GATHER`]s since the run
-    /// started: a worker's batch is at least this late, so batches that
-    /// workers cut at the same moment carry about the same time and
-    /// complete together, however many batches each cut before.
+    /// started: a worker's batch is at least this late, and a quiet
+    /// partition cuts one batch per tick, so batches that workers cut at
+    /// the same moment carry the same time and complete together.
     pub fn clock(&self) -> Time {
         (self.started.elapsed().as_micros() / GATHER.as_micros()) as Time
     }
 
-    /// How long until the first partition's next batch may go, while
-    /// every open partition is gathering: the worker has nothing to read
-    /// before then.
+    /// How long until the next tick, while every open partition is
+    /// gathering: the worker has nothing to read before then.
     pub fn gathered_in(&self) -> Option<Duration> {
-        let mut first = Duration::MAX;
-        for (open, gathering) in self.open.iter().zip(&self.gathering) {
-            let left = gathering.map_or(Duration::ZERO, |at| GATHER.saturating_sub(at.elapsed()));
-            if *open {
-                first = first.min(left);
-            }
-        }
-        (Duration::ZERO < first && first < Duration::MAX).then_some(first)
+        let tick = self.clock();
+        let gathering = self.open.iter().zip(&self.gathering);
+        gathering
+            .filter(|(open, _)| **open)
+            .all(|(_, at)| at.is_some_and(|at| at >= tick))
+            .then(|| {
+                let next = Duration::from_micros((tick + 1) * GATHER.as_micros() as u64);
+                next.saturating_sub(self.started.elapsed())
+            })
     }
 
     /// The lowest watermark of the open partitions that have one.
