@@ -483,19 +483,18 @@ impl Buffer {
 impl DirHandle {
     /// Hands over `output`'s lines, and its columns too when `columns`.
     fn send(&mut self, output: usize, columns: bool) -> anyhow::Result<()> {
-        let buffer = &mut self.buffers[output];
-        let mut chunks = Vec::with_capacity(2);
+        let (buffer, queue) = (&mut self.buffers[output], &self.queues[output]);
         if buffer.rows > 0 {
-            let lines = std::mem::replace(&mut buffer.lines, Vec::with_capacity(FLUSH_AT + 1024));
-            chunks.push(Chunk::Lines(self.worker, lines, buffer.rows));
+            // The next chunk is likely as big as this one: small when paced,
+            // up to FLUSH_AT flat out.
+            let next = Vec::with_capacity(buffer.lines.len() + 1024);
+            let lines = std::mem::replace(&mut buffer.lines, next);
+            queue.send(Chunk::Lines(self.worker, lines, buffer.rows))?;
             buffer.rows = 0;
         }
         if columns && buffer.column_rows > 0 {
-            chunks.push(Chunk::Columns(self.worker, buffer.columns.batch()?));
+            queue.send(Chunk::Columns(self.worker, buffer.columns.batch()?))?;
             buffer.column_rows = 0;
-        }
-        for chunk in chunks {
-            self.queues[output].send(chunk)?;
         }
         Ok(())
     }
