@@ -359,6 +359,74 @@ additive!(Fill {
     trades
 });
 additive!(Resting { qty, orders });
+additive!(Holdings {
+    gross,
+    net,
+    long,
+    short,
+    symbols,
+    version
+});
+
+/// One account's exposure sums over its symbols: the difference type of
+/// the exposure collection, each positions row adding its part.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+struct Holdings {
+    gross: i128,
+    net: i128,
+    long: i128,
+    short: i128,
+    /// Symbols with a non-zero position.
+    symbols: i64,
+    /// Σ of the rows' seqs.
+    version: i64,
+}
+
+impl Holdings {
+    /// A positions row's part: its seq always, its exposure while open.
+    fn of(exposure: i128, open: bool, seq: u64) -> Holdings {
+        let version = i64::try_from(seq).unwrap_or(i64::MAX);
+        if !open {
+            return Holdings {
+                version,
+                ..Holdings::default()
+            };
+        }
+        Holdings {
+            gross: exposure.saturating_abs(),
+            net: exposure,
+            long: exposure.max(0),
+            short: exposure.min(0),
+            symbols: 1,
+            version,
+        }
+    }
+
+    /// The part of `diff` copies of the row (−1: its retraction).
+    fn times(self, diff: isize) -> Holdings {
+        let wide = diff as i128;
+        let narrow = diff as i64;
+        Holdings {
+            gross: self.gross.saturating_mul(wide),
+            net: self.net.saturating_mul(wide),
+            long: self.long.saturating_mul(wide),
+            short: self.short.saturating_mul(wide),
+            symbols: self.symbols.saturating_mul(narrow),
+            version: self.version.saturating_mul(narrow),
+        }
+    }
+}
 
 /// A positions row as the join makes it: ((account, symbol), summed fills,
 /// the symbol's latest trade seq and price).
@@ -442,30 +510,30 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
             },
         );
 
+        // Each positions row adds its part to its account's sums, and its
+        // retraction takes it away: `reduce` then sees one accumulated value
+        // per account, however many symbols it holds, rather than replaying
+        // them all whenever one of them is re-marked.
         let exposure = positions
+            .inner
             .clone()
-            .map(|((account, symbol), fill, seq, price)| {
-                let exposure =
-                    position(account.clone(), symbol.clone(), fill, seq, price).exposure();
-                (account, (symbol, exposure.0, fill.bought != fill.sold, seq))
+            .map(|(((account, symbol), fill, seq, price), time, diff)| {
+                let exposure = position(account.clone(), symbol, fill, seq, price).exposure();
+                let part = Holdings::of(exposure.0, fill.bought != fill.sold, seq);
+                ((account, ()), time, part.times(diff))
             })
-            .reduce_named("Exposure", |_account, symbols, out| {
-                let (mut gross, mut net, mut long, mut short) = (0i128, 0i128, 0i128, 0i128);
-                let (mut held, mut version) = (0u64, 0u64);
-                for ((_, exposure, open, seq), _) in symbols {
-                    version += seq;
-                    if *open {
-                        held += 1;
-                        gross += exposure.abs();
-                        net += exposure;
-                        if *exposure > 0 {
-                            long += exposure;
-                        } else {
-                            short += exposure;
-                        }
-                    }
-                }
-                out.push(((gross, net, long, short, held, version), 1isize));
+            .as_collection()
+            .reduce_named("Exposure", |_account, held, out| {
+                let held: &Holdings = &held[0].1;
+                let row = (
+                    held.gross,
+                    held.net,
+                    held.long,
+                    held.short,
+                    u64::try_from(held.symbols).unwrap_or(0),
+                    u64::try_from(held.version).unwrap_or(0),
+                );
+                out.push((row, 1isize));
             });
 
         let seqs = seqs.flat_map(|change| match change {
