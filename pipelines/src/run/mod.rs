@@ -385,7 +385,13 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
     let on_windows = snapshots(job, index, None);
     let mut orders: InputHandleVec<Time, Sequenced> = InputHandleVec::new();
     let mut control: InputHandleVec<Time, Control> = InputHandleVec::new();
+    // Everything, for the sources' commits; and the books' and candles'
+    // records alone, for the flow: the views lag by design (their rows go
+    // out every `--view-interval`), and a worker that waited for them
+    // would stop reading, so that no later batch replaces the capability
+    // they hold, until every group of symbols has had its turn.
     let probe = ProbeHandle::new();
+    let flow = ProbeHandle::new();
     let spec = job.candles.clone();
     // Windows still open when the input ends close, unless a later run (a
     // resume) or the original one (a replay) goes on from here.
@@ -399,7 +405,7 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         let candles = books
             .trades
             .candles(control, spec, windows, on_windows, close_at_end);
-        let records = books.records.concat(candles);
+        let records = books.records.concat(candles).probe_with(&flow);
         let records = match views {
             Some(spec) => records.concat(books.changes.views(spec)),
             None => records,
@@ -444,7 +450,7 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         // over all workers, so one idle Kafka partition must not hold back
         // the books and candles fed by the others. Paced, so that idle
         // workers do not wake each other in a busy loop.
-        if progressed || !probe.less_than(&time) && advanced.elapsed() >= IDLE_ADVANCE {
+        if progressed || !flow.less_than(&time) && advanced.elapsed() >= IDLE_ADVANCE {
             advanced = Instant::now();
             if progressed {
                 in_flight.push_back(time);
@@ -462,7 +468,7 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         let rest = reading.gathered_in().unwrap_or(rest);
         worker.step_or_park(Some(if progressed { Duration::ZERO } else { rest }));
         loop {
-            while in_flight.front().is_some_and(|t| !probe.less_equal(t)) {
+            while in_flight.front().is_some_and(|t| !flow.less_equal(t)) {
                 in_flight.pop_front();
             }
             if in_flight.len() <= BATCHES_IN_FLIGHT {
