@@ -409,16 +409,21 @@ const TURNS: u32 = 10;
 /// work of re-marking its holders' positions comes in tenths: the books'
 /// records queued behind it wait a tenth as long. Zero `every`: every
 /// symbol at every batch; every symbol before each checkpoint and at the
-/// end of the input. In between, the latest batch's capability waits for
-/// the changes: holding it delays only the views, as the books' own records
-/// go out on another output.
+/// end of the input. In between, the capability of the first batch since
+/// the last turn waits for the changes: holding it delays only the views, as
+/// the books' own records go out on another output, and the views' frontier
+/// moves once a turn rather than once a batch (each move costs every
+/// differential operator its progress and every arrangement a batch).
 struct Cadence {
     every: Duration,
     /// The group whose turn is next, and when it comes (never, for an
     /// interval past any clock: then the end will do).
     turn: u64,
     next: Option<Instant>,
+    /// The time the next turn's changes go out at.
     cap: Option<Capability<Time>>,
+    /// The latest batch's, later than `cap`: where `cap` moves after a turn.
+    latest: Option<Capability<Time>>,
     activator: Activator,
     /// When the operator asked to be woken, so it asks once per turn.
     wake: Option<Instant>,
@@ -432,16 +437,20 @@ impl Cadence {
             turn: 0,
             next: Instant::now().checked_add(every / TURNS),
             cap: None,
+            latest: None,
             activator,
             wake: None,
             sent: Vec::new(),
         }
     }
 
-    /// The changes gathered so far may go out at `cap` (a later batch's
-    /// capability replaces an earlier one's).
+    /// The changes gathered so far may go out at the first batch's `cap`
+    /// since the last turn; a later batch's is kept for after the turn.
     fn hold(&mut self, cap: Capability<Time>) {
-        self.cap = Some(cap);
+        match self.cap {
+            None => self.cap = Some(cap),
+            Some(_) => self.latest = Some(cap),
+        }
     }
 
     /// Sends what `feed` gathered of the symbols whose turn has come, or of
@@ -477,9 +486,14 @@ impl Cadence {
         if !self.sent.is_empty() {
             changes.session(cap).give_container(&mut self.sent);
         }
-        match feed.is_empty() {
-            true => self.cap = None,
-            false => self.wake(now),
+        if feed.is_empty() {
+            self.cap = None;
+            self.latest = None;
+        } else {
+            if let Some(latest) = self.latest.take() {
+                self.cap = Some(latest);
+            }
+            self.wake(now);
         }
     }
 
