@@ -14,6 +14,9 @@ use arrow::record_batch::RecordBatch;
 use operators::dataflow::Record;
 use operators::decimal::{Fixed, Wide, NOTIONAL_SCALE, SCALE};
 use operators::output::{Kind, Output, Values};
+use parquet::basic::{Compression, Encoding};
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 /// Every decimal is `Decimal128(38, 8)`: one type for prices and sums, so
 /// that SQL compares and adds them without casts.
@@ -37,6 +40,28 @@ pub fn schema(output: &Output) -> Schema {
         Field::new(column.name, data_type, true)
     });
     Schema::new(fields.collect::<Vec<_>>())
+}
+
+/// How an output's Parquet copy encodes each column. A dictionary pays
+/// where values repeat (symbols, statuses, accounts, ids of resting
+/// orders) and costs a hash and compare per value where they do not;
+/// sequence numbers and event times climb, which delta encoding packs into
+/// a few bits each at no such cost, and decimals are near unique.
+pub fn properties(output: &Output) -> WriterProperties {
+    let mut properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false);
+    for column in output.columns {
+        let path = ColumnPath::from(column.name);
+        properties = match column.kind {
+            Kind::Text => properties.set_column_dictionary_enabled(path, true),
+            Kind::Count | Kind::Version | Kind::Time => {
+                properties.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED)
+            }
+            Kind::Price | Kind::Amount | Kind::Notional => properties,
+        };
+    }
+    properties.build()
 }
 
 enum Builder {

@@ -32,8 +32,6 @@ use arrow::record_batch::RecordBatch;
 use operators::dataflow::Record;
 use operators::output::{Output, OUTPUTS};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 
 use super::columnar::Columns;
 use super::queue::{Items, Queue, Writers};
@@ -406,10 +404,8 @@ struct ParquetCopy {
 impl ParquetCopy {
     fn create(tmp: &Path, output: &Output) -> anyhow::Result<ParquetCopy> {
         let tmp = tmp.to_path_buf();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .build();
         let schema = Arc::new(super::columnar::schema(output));
+        let props = super::columnar::properties(output);
         let writer = ArrowWriter::try_new(File::create(&tmp)?, schema, Some(props))?;
         Ok(ParquetCopy { writer, tmp })
     }
