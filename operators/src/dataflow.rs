@@ -400,14 +400,18 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
     }
 }
 
-/// The groups of symbols that take turns in telling the views.
-const TURNS: u32 = 10;
+/// The groups of symbols that take turns in telling the views: each turn's
+/// work (re-marking every holder of its symbols, through the views' joins
+/// and reduces) runs in one step of the worker, and the books' records
+/// queued behind it wait as long.
+const TURNS: u32 = 100;
 
 /// When the books tell the views, and of which symbols. The symbols take
 /// turns in [`TURNS`] groups, one group every `every / TURNS` of wall-clock
 /// time, so each symbol's changes reach the views every `every` while the
-/// work of re-marking its holders' positions comes in tenths: the books'
-/// records queued behind it wait a tenth as long. Zero `every`: every
+/// work of re-marking its holders' positions comes in small parts. A symbol
+/// joins the groups in turn as its book opens, so the groups are as even
+/// as the symbols allow. Zero `every`: every
 /// symbol at every batch; every symbol before each checkpoint and at the
 /// end of the input. In between, the capability of the first batch since
 /// the last turn waits for the changes: holding it delays only the views, as
@@ -420,6 +424,8 @@ struct Cadence {
     /// interval past any clock: then the end will do).
     turn: u64,
     next: Option<Instant>,
+    /// Each book's group, in the order the books opened.
+    groups: FxHashMap<Symbol, u64>,
     /// The time the next turn's changes go out at.
     cap: Option<Capability<Time>>,
     /// The latest batch's, later than `cap`: where `cap` moves after a turn.
@@ -436,6 +442,7 @@ impl Cadence {
             every,
             turn: 0,
             next: Instant::now().checked_add(every / TURNS),
+            groups: FxHashMap::default(),
             cap: None,
             latest: None,
             activator,
@@ -478,9 +485,17 @@ impl Cadence {
             self.wake(now);
             return;
         };
+        // Books only open: a count that differs means new ones.
+        if self.groups.len() != books.len() {
+            for symbol in books.keys() {
+                let next = self.groups.len() as u64 % u64::from(TURNS);
+                self.groups.entry(symbol.clone()).or_insert(next);
+            }
+        }
+        let groups = &self.groups;
         feed.drain(
             books,
-            |symbol| turn.is_none_or(|t| (symbol_hash(symbol) >> 32) % u64::from(TURNS) == t),
+            |symbol| turn.is_none_or(|t| groups.get(symbol).is_none_or(|g| *g == t)),
             &mut self.sent,
         );
         if !self.sent.is_empty() {

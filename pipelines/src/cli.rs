@@ -62,7 +62,7 @@ pub struct RunArgs {
     /// Price levels per symbol and side in the `depth` view.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub depth: u32,
-    /// How often each symbol tells the views (positions, exposure, depth) what its book did, as wall-clock time (the symbols take turns in ten groups, one every tenth of it); `0ms`: every batch. A symbol's new last price changes the positions row of every account holding it, so each interval writes a row per holder of every traded symbol: a longer interval writes fewer rows of the same truth.
+    /// How often each symbol tells the views (positions, exposure, depth) what its book did, as wall-clock time (the symbols take turns in a hundred groups, one every hundredth of it); `0ms`: every batch. A symbol's new last price changes the positions row of every account holding it, so each interval writes a row per holder of every traded symbol: a longer interval writes fewer rows of the same truth.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub view_interval: Interval,
     /// Do not create a ClickHouse sink's database and tables; fail if they are missing.
