@@ -232,28 +232,70 @@ impl ViewFeed {
     }
 }
 
-/// An account's trading in one symbol, summed: the difference type of the
-/// fills collection, so that `reduce` sees one accumulated value per key
-/// however many trades made it.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub struct Fill {
-    pub bought: i128,
-    pub sold: i128,
-    /// Σ price × qty, 16 fractional digits.
-    pub buy_notional: i128,
-    pub sell_notional: i128,
-    pub trades: i64,
+/// A struct of counters as a differential difference type: defined with
+/// what a difference type needs (ordered, copied, zero by default, kept in
+/// checkpoints), and added, negated and zero field by field (saturating: a
+/// sum past `i128` stays at its bound rather than wrapping to the other
+/// sign).
+macro_rules! additive {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident {
+        $($(#[$field_meta:meta])* $field_vis:vis $field:ident: $ty:ty),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            Default,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            serde::Serialize,
+            serde::Deserialize,
+        )]
+        $vis struct $name {
+            $($(#[$field_meta])* $field_vis $field: $ty),+
+        }
+
+        impl IsZero for $name {
+            fn is_zero(&self) -> bool {
+                *self == $name::default()
+            }
+        }
+
+        impl Semigroup for $name {
+            fn plus_equals(&mut self, rhs: &Self) {
+                $(self.$field = self.$field.saturating_add(rhs.$field);)+
+            }
+        }
+
+        impl Monoid for $name {
+            fn zero() -> Self {
+                $name::default()
+            }
+        }
+
+        impl Abelian for $name {
+            fn negate(&mut self) {
+                $(self.$field = self.$field.saturating_neg();)+
+            }
+        }
+    };
+}
+
+additive! {
+    /// An account's trading in one symbol, summed: the difference type of the
+    /// fills collection, so that `reduce` sees one accumulated value per key
+    /// however many trades made it.
+    pub struct Fill {
+        pub bought: i128,
+        pub sold: i128,
+        /// Σ price × qty, 16 fractional digits.
+        pub buy_notional: i128,
+        pub sell_notional: i128,
+        pub trades: i64,
+    }
 }
 
 impl Fill {
@@ -301,96 +343,28 @@ impl Fill {
     }
 }
 
-/// Quantity and order count resting at a price: the difference type of the
-/// levels collection.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub struct Resting {
-    pub qty: i64,
-    pub orders: i64,
+additive! {
+    /// Quantity and order count resting at a price: the difference type of the
+    /// levels collection.
+    pub struct Resting {
+        pub qty: i64,
+        pub orders: i64,
+    }
 }
 
-/// A struct of counters as a differential difference type: added, negated
-/// and zero field by field (saturating: a sum past `i128` stays at its bound
-/// rather than wrapping to the other sign).
-macro_rules! additive {
-    ($name:ident { $($field:ident),+ }) => {
-        impl IsZero for $name {
-            fn is_zero(&self) -> bool {
-                *self == $name::default()
-            }
-        }
-
-        impl Semigroup for $name {
-            fn plus_equals(&mut self, rhs: &Self) {
-                $(self.$field = self.$field.saturating_add(rhs.$field);)+
-            }
-        }
-
-        impl Monoid for $name {
-            fn zero() -> Self {
-                $name::default()
-            }
-        }
-
-        impl Abelian for $name {
-            fn negate(&mut self) {
-                $(self.$field = self.$field.saturating_neg();)+
-            }
-        }
-    };
-}
-
-additive!(Fill {
-    bought,
-    sold,
-    buy_notional,
-    sell_notional,
-    trades
-});
-additive!(Resting { qty, orders });
-additive!(Holdings {
-    gross,
-    net,
-    long,
-    short,
-    symbols,
-    version
-});
-
-/// One account's exposure sums over its symbols: the difference type of
-/// the exposure collection, each positions row adding its part.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-struct Holdings {
-    gross: i128,
-    net: i128,
-    long: i128,
-    short: i128,
-    /// Symbols with a non-zero position.
-    symbols: i64,
-    /// Σ of the rows' seqs.
-    version: i64,
+additive! {
+    /// One account's exposure sums over its symbols: the difference type of
+    /// the exposure collection, each positions row adding its part.
+    struct Holdings {
+        gross: i128,
+        net: i128,
+        long: i128,
+        short: i128,
+        /// Symbols with a non-zero position.
+        symbols: i64,
+        /// Σ of the rows' seqs.
+        version: i64,
+    }
 }
 
 impl Holdings {
