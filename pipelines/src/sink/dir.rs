@@ -340,7 +340,6 @@ struct CopyWriter {
 
 impl CopyWriter {
     fn run(mut self, items: &Items<ToCopy>) -> anyhow::Result<()> {
-        yield_to_workers();
         while let Some(item) = items.recv() {
             match item {
                 ToCopy::Rows(rows) => self.write(&rows)?,
@@ -532,21 +531,5 @@ impl SinkHandle for DirHandle {
 
     fn finish(&mut self) -> anyhow::Result<()> {
         self.send_all(true)
-    }
-}
-
-/// Puts the calling thread below every other (Linux's `SCHED_IDLE`): a
-/// Parquet copy is read only once complete, so its encoding bursts can wait
-/// for a core the workers leave idle instead of taking one from them (at
-/// 100k orders/s on two cores, p99 latency 1.5–2.7 ms against 3.6–3.9 ms).
-/// It never falls behind for long: its queue fills, the JSONL writer in
-/// front of it waits, and so do the workers, which frees the cores.
-fn yield_to_workers() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid `sched_param` for the call's duration;
-        // pid 0 is the calling thread. A refusal leaves it as it was.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     }
 }
