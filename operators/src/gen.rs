@@ -10,12 +10,11 @@
 //! parallel while the output stays the same for any worker count.
 
 use std::collections::VecDeque;
-use std::fmt::Write;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::decimal::{Fixed, ONE};
+use crate::decimal::{scaled, Fixed, ONE};
 
 #[derive(Clone, Debug)]
 pub struct GenSpec {
@@ -47,6 +46,44 @@ impl Default for GenSpec {
             accounts: 1_000,
         }
     }
+}
+
+/// A piece of a message, appended as the contract's JSON writes it: text as
+/// it is, integers and decimals in their shortest exact form. A message is a
+/// dozen pieces and the generator writes millions a second, so they go
+/// straight into the line rather than through `format!`'s machinery.
+trait Piece {
+    fn put(self, out: &mut String);
+}
+
+impl Piece for &str {
+    fn put(self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+macro_rules! integer_pieces {
+    ($($t:ty),*) => {$(
+        impl Piece for $t {
+            fn put(self, out: &mut String) {
+                out.push_str(itoa::Buffer::new().format(self));
+            }
+        }
+    )*};
+}
+integer_pieces!(i64, u64, u32);
+
+impl Piece for Fixed {
+    fn put(self, out: &mut String) {
+        out.push_str(scaled(i128::from(self.0), &mut [0; 41]));
+    }
+}
+
+/// Appends each piece to `out` in turn.
+macro_rules! put {
+    ($out:expr, $($piece:expr),+ $(,)?) => {{
+        $( Piece::put($piece, $out); )+
+    }};
 }
 
 /// A tick: prices move in steps of 0.01.
@@ -89,7 +126,7 @@ impl Flow {
             // Out of order: some within the allowed lateness, some beyond it.
             ts -= rng.random_range(1_000..20_000);
         }
-        let symbol = &self.name;
+        let symbol = self.name.as_str();
         let roll = rng.random_range(0..1000);
         if roll < 10 {
             return self.write_invalid(ts, out);
@@ -99,22 +136,18 @@ impl Flow {
             let id = self.live[pick];
             if roll < 130 {
                 self.live.remove(pick);
-                let _ = write!(
-                    out,
-                    r#"{{"type":"cancel","order_id":"{symbol}-{id}","symbol":"{symbol}","ts":{ts}}}"#
-                );
+                put!(out, r#"{"type":"cancel","order_id":""#, symbol, "-", id);
+                put!(out, r#"","symbol":""#, symbol, r#"","ts":"#, ts, "}");
             } else if roll < 200 {
                 let qty = Fixed(rng.random_range(1..50) * ONE);
-                let _ = write!(
-                    out,
-                    r#"{{"type":"replace","order_id":"{symbol}-{id}","symbol":"{symbol}","qty":"{qty}","ts":{ts}}}"#
-                );
+                put!(out, r#"{"type":"replace","order_id":""#, symbol, "-", id);
+                put!(out, r#"","symbol":""#, symbol, r#"","qty":""#, qty);
+                put!(out, r#"","ts":"#, ts, "}");
             } else {
                 let price = Fixed(self.mid + rng.random_range(-8..=8) * TICK);
-                let _ = write!(
-                    out,
-                    r#"{{"type":"replace","order_id":"{symbol}-{id}","symbol":"{symbol}","price":"{price}","ts":{ts}}}"#
-                );
+                put!(out, r#"{"type":"replace","order_id":""#, symbol, "-", id);
+                put!(out, r#"","symbol":""#, symbol, r#"","price":""#, price);
+                put!(out, r#"","ts":"#, ts, "}");
             }
             return;
         }
@@ -125,10 +158,9 @@ impl Flow {
             true => Fixed(rng.random_range(1..1_000) * ONE / 100),
             false => Fixed(rng.random_range(1..100) * ONE),
         };
-        let _ = write!(
-            out,
-            r#"{{"type":"new","order_id":"{symbol}-{id}","symbol":"{symbol}","side":"{side}","qty":"{qty}""#
-        );
+        put!(out, r#"{"type":"new","order_id":""#, symbol, "-", id);
+        put!(out, r#"","symbol":""#, symbol, r#"","side":""#, side);
+        put!(out, r#"","qty":""#, qty, "\"");
         let kind = rng.random_range(0..100);
         let mut resting = false;
         if kind < 5 {
@@ -146,7 +178,7 @@ impl Flow {
                 15..=17 => "fok",
                 _ => "gtc",
             };
-            let _ = write!(out, r#","price":"{price}","tif":"{tif}""#);
+            put!(out, r#","price":""#, price, r#"","tif":""#, tif, "\"");
             resting = tif == "gtc";
             if resting {
                 self.live.push_back(id);
@@ -161,11 +193,11 @@ impl Flow {
         // a few aggressive ones.
         let maker = rng.random_range(0..20) < if resting { 16 } else { 4 };
         if accounts > 0 {
-            let _ = write!(out, r#","account":""#);
+            out.push_str(r#","account":""#);
             self.write_account(maker, accounts, out);
             out.push('"');
         }
-        let _ = write!(out, r#","ts":{ts}}}"#);
+        put!(out, r#","ts":"#, ts, "}");
     }
 
     /// One of `accounts`: `mm-1`… for the market makers (about √accounts,
@@ -173,35 +205,31 @@ impl Flow {
     fn write_account(&mut self, maker: bool, accounts: u32, out: &mut String) {
         let makers = f64::from(accounts).sqrt().clamp(1.0, 8.0) as u32;
         let small = accounts - makers;
-        let _ = if maker || small == 0 {
-            write!(out, "mm-{}", self.owners.random_range(1..=makers))
+        if maker || small == 0 {
+            put!(out, "mm-", self.owners.random_range(1..=makers));
         } else {
             let u: f64 = self.owners.random();
-            write!(out, "acct-{}", 1 + (u * u * u * f64::from(small)) as u32)
-        };
+            put!(out, "acct-", 1 + (u * u * u * f64::from(small)) as u32);
+        }
     }
 
     fn write_invalid(&mut self, ts: i64, out: &mut String) {
-        let symbol = &self.name;
-        let _ = match self.rng.random_range(0..6) {
-            0 => write!(out, r#"{{"type":"new","symbol":"{symbol}","#),
-            1 => write!(
-                out,
-                r#"{{"type":"new","order_id":"{symbol}-x","symbol":"{symbol}","side":"buy","price":"-1","qty":"1","ts":{ts}}}"#
+        let symbol = self.name.as_str();
+        let (id, rest) = match self.rng.random_range(0..6) {
+            0 => return put!(out, r#"{"type":"new","symbol":""#, symbol, r#"","#),
+            1 => ("-x", r#"","side":"buy","price":"-1","qty":"1","ts":"#),
+            2 => ("-y", r#"","side":"hold","price":"1","qty":"1","ts":"#),
+            3 => (
+                "-1",
+                r#"","side":"buy","price":"1","qty":"0.123456789","ts":"#,
             ),
-            2 => write!(
-                out,
-                r#"{{"type":"new","order_id":"{symbol}-y","symbol":"{symbol}","side":"hold","price":"1","qty":"1","ts":{ts}}}"#
-            ),
-            3 => write!(
-                out,
-                r#"{{"type":"new","order_id":"{symbol}-1","symbol":"{symbol}","side":"buy","price":"1","qty":"0.123456789","ts":{ts}}}"#
-            ),
-            _ => write!(
-                out,
-                r#"{{"type":"cancel","order_id":"never-{ts}","symbol":"{symbol}","ts":{ts}}}"#
-            ),
+            _ => {
+                put!(out, r#"{"type":"cancel","order_id":"never-"#, ts);
+                return put!(out, r#"","symbol":""#, symbol, r#"","ts":"#, ts, "}");
+            }
         };
+        put!(out, r#"{"type":"new","order_id":""#, symbol, id);
+        put!(out, r#"","symbol":""#, symbol, rest, ts, "}");
     }
 }
 
