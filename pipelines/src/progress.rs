@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use operators::dataflow::Record;
 use operators::order::Reason;
-use operators::output::Status;
+use operators::output::{Status, OUTPUTS};
 
 /// Counted by every worker's sink as records leave, so the numbers are what
 /// was actually written.
@@ -27,26 +27,41 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn count(&self, record: &Record) {
-        let counter = match record {
-            Record::Event(e) => {
+    /// Counts a step's records: tallied here and added once per counter,
+    /// since every worker adds to the same counters and an atomic add per
+    /// record would keep their cache line moving between the cores.
+    pub fn count(&self, records: &[Record]) {
+        let mut outputs = [0; OUTPUTS.len()];
+        let mut rejects = [0; Reason::KINDS.len()];
+        let mut rejected = 0;
+        for record in records {
+            outputs[record.output()] += 1;
+            if let Record::Event(e) = record {
                 if e.status == Status::Rejected {
-                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    rejected += 1;
                     if let Some(reason) = e.reason {
-                        self.rejects[reason.kind()].fetch_add(1, Ordering::Relaxed);
+                        rejects[reason.kind()] += 1;
                     }
                 }
-                &self.events
             }
-            Record::Trade(_) => &self.trades,
-            Record::Bbo(_) => &self.bbo,
-            Record::Candle(_) => &self.candles,
-            Record::Late(_) => &self.late,
-            Record::Position(_) => &self.views[0],
-            Record::Exposure(_) => &self.views[1],
-            Record::Depth(_) => &self.views[2],
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let by_output = [
+            &self.events,
+            &self.trades,
+            &self.bbo,
+            &self.candles,
+            &self.late,
+            &self.views[0],
+            &self.views[1],
+            &self.views[2],
+        ];
+        let counted = by_output.into_iter().zip(outputs);
+        let counted = counted.chain(self.rejects.iter().zip(rejects));
+        for (counter, n) in counted.chain([(&self.rejected, rejected)]) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

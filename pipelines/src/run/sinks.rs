@@ -53,7 +53,7 @@ impl SinkWriter {
             input.for_each(|cap, records| {
                 let Some(&time) = cap.least() else { return };
                 match self.before_barrier(time) {
-                    true => self.write(time, records.drain(..), &mut reached),
+                    true => self.write(time, records, &mut reached),
                     false => held.push((time, std::mem::take(records))),
                 }
             });
@@ -86,28 +86,25 @@ impl SinkWriter {
         pending.is_none_or(|barrier| time <= barrier)
     }
 
-    /// Hands `records` of `time` to every sink handle; counts them for the
-    /// latency (a view's rows wait for its interval by design: the latency
-    /// is the messages' own outputs').
-    fn write(
-        &mut self,
-        time: Time,
-        records: impl IntoIterator<Item = Record>,
-        reached: &mut Vec<(Time, usize)>,
-    ) {
+    /// Hands `records` of `time` to every sink handle, which encode them
+    /// where they lie (a record is too big to move for nothing), and empties
+    /// it; counts them for the latency (a view's rows wait for its interval
+    /// by design: the latency is the messages' own outputs').
+    fn write(&mut self, time: Time, records: &mut Vec<Record>, reached: &mut Vec<(Time, usize)>) {
+        self.counters.count(records);
         let mut direct = 0;
-        for record in records {
+        for record in records.iter() {
             direct += usize::from(!record.is_view());
-            self.counters.count(&record);
             if !self.outputs[record.output()] {
                 continue;
             }
             for handle in self.handles.iter_mut() {
-                if let Err(e) = handle.write(&record) {
+                if let Err(e) = handle.write(record) {
                     self.failure.borrow_mut().get_or_insert(e);
                 }
             }
         }
+        records.clear();
         reached.push((time, direct));
     }
 
@@ -125,8 +122,8 @@ impl SinkWriter {
             let pending = self.barriers.borrow().front().copied();
             let due = |time: Time| pending.is_none_or(|(barrier, _)| time <= barrier);
             let ready: Vec<_> = held.extract_if(.., |(time, _)| due(*time)).collect();
-            for (time, records) in ready {
-                self.write(time, records, reached);
+            for (time, mut records) in ready {
+                self.write(time, &mut records, reached);
             }
             let Some((time, id)) = pending else { return };
             if frontier.less_equal(&time) {
