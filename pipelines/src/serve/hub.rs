@@ -2,8 +2,8 @@
 //! them over as one batch per channel (every symbol's, and each symbol's
 //! own); clients follow a channel through a bounded ring, so a slow client
 //! misses records (and is told how many) instead of slowing the workers or
-//! the other clients. The latest candles, bbo and trades per symbol are
-//! kept for a page to draw at once.
+//! the other clients. The latest candles, bbo, trades and depth per symbol
+//! are kept for a page to draw at once.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use operators::dataflow::Record;
-use operators::order::Symbol;
+use operators::order::{Side, Symbol};
 use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
@@ -82,6 +82,18 @@ struct Latest {
     trades: VecDeque<Bytes>,
     /// Per interval (ms), the newest version of each window, by start.
     candles: BTreeMap<i64, BTreeMap<i64, Bytes>>,
+    /// The depth view's latest row of each level that exists, by side and
+    /// level (bids first, best first).
+    depth: BTreeMap<(Side, u64), Bytes>,
+}
+
+/// What `/v1/book` tells of a symbol: its latest bbo, its last trades
+/// (oldest first) and its depth levels (bids then asks, best first).
+#[derive(Default)]
+pub struct Book {
+    pub bbo: Option<Bytes>,
+    pub trades: Vec<Bytes>,
+    pub depth: Vec<Bytes>,
 }
 
 /// Shared by the workers (publishing) and the HTTP server (following).
@@ -140,13 +152,14 @@ impl Hub {
         windows.values().skip(skip).cloned().collect()
     }
 
-    /// The latest bbo of `symbol` and its last trades, oldest first.
-    pub fn book(&self, symbol: &str) -> (Option<Bytes>, Vec<Bytes>) {
+    /// What is known of `symbol`'s book.
+    pub fn book(&self, symbol: &str) -> Book {
         let latest = self.latest.lock().expect("latest");
-        match latest.get(symbol) {
-            Some(l) => (l.bbo.clone(), l.trades.iter().cloned().collect()),
-            None => (None, Vec::new()),
-        }
+        latest.get(symbol).map_or_else(Book::default, |l| Book {
+            bbo: l.bbo.clone(),
+            trades: l.trades.iter().cloned().collect(),
+            depth: l.depth.values().cloned().collect(),
+        })
     }
 
     /// Symbols seen so far, sorted.
@@ -199,6 +212,15 @@ impl Hub {
                             windows.pop_first();
                         }
                     }
+                    Kept::Level { side, level, open } => match open {
+                        true => {
+                            let row = bytes.slice(p.range.clone());
+                            state.depth.insert((side, level), row);
+                        }
+                        false => {
+                            state.depth.remove(&(side, level));
+                        }
+                    },
                 }
             }
         }
@@ -212,7 +234,16 @@ enum Kept {
     Nothing,
     Bbo,
     Trade,
-    Candle { interval: i64, start: i64 },
+    Candle {
+        interval: i64,
+        start: i64,
+    },
+    /// A depth level's row; `open` unless the side has no such level now.
+    Level {
+        side: Side,
+        level: u64,
+        open: bool,
+    },
 }
 
 struct Pending {
@@ -251,11 +282,14 @@ impl SinkHandle for Publisher {
                 interval: c.interval.0,
                 start: c.window_start,
             },
-            Record::Event(_)
-            | Record::Late(_)
-            | Record::Position(_)
-            | Record::Exposure(_)
-            | Record::Depth(_) => Kept::Nothing,
+            Record::Depth(d) => Kept::Level {
+                side: d.side,
+                level: d.level,
+                open: d.price.is_some(),
+            },
+            Record::Event(_) | Record::Late(_) | Record::Position(_) | Record::Exposure(_) => {
+                Kept::Nothing
+            }
         };
         self.pending.push(Pending {
             output: record.output(),
@@ -284,7 +318,7 @@ impl SinkHandle for Publisher {
 mod tests {
     use super::*;
     use operators::decimal::Fixed;
-    use operators::output::Bbo;
+    use operators::output::{Bbo, Depth};
 
     fn bbo(symbol: &str, seq: u64) -> Record {
         Record::Bbo(Bbo {
@@ -335,10 +369,66 @@ mod tests {
             Err(broadcast::error::TryRecvError::Lagged(10))
         ));
         assert_eq!(receiver.try_recv().unwrap().first, 3 + 10);
-        let (bbo, trades) = hub.book("A");
-        let latest: serde_json::Value = serde_json::from_slice(&bbo.unwrap()).unwrap();
+        let book = hub.book("A");
+        let latest: serde_json::Value = serde_json::from_slice(&book.bbo.unwrap()).unwrap();
         assert_eq!(latest["seq"], RING as u64 + 9);
-        assert!(trades.is_empty());
+        assert!(book.trades.is_empty());
         assert_eq!(hub.symbols(), ["A", "B"]);
+    }
+
+    fn level(side: Side, level: u64, price: Option<i64>, seq: u64) -> Record {
+        Record::Depth(Depth {
+            symbol: "A".into(),
+            side,
+            level,
+            price: price.map(Fixed::units),
+            qty: Fixed::units(price.map_or(0, |_| 2)),
+            orders: u64::from(price.is_some()),
+            seq,
+        })
+    }
+
+    #[test]
+    fn the_book_keeps_each_open_depth_level_bids_first_best_first() {
+        let hub = Arc::new(Hub::new());
+        let mut publisher = Publisher::new(Arc::clone(&hub));
+        for record in [
+            level(Side::Sell, 2, Some(103), 1),
+            level(Side::Sell, 1, Some(102), 1),
+            level(Side::Buy, 2, Some(99), 1),
+            level(Side::Buy, 1, Some(100), 1),
+        ] {
+            publisher.write(&record).unwrap();
+        }
+        publisher.flush().unwrap();
+        // Later: the second bid level is gone and the best ask moved.
+        publisher.write(&level(Side::Buy, 2, None, 2)).unwrap();
+        publisher
+            .write(&level(Side::Sell, 1, Some(101), 2))
+            .unwrap();
+        publisher.flush().unwrap();
+        let levels: Vec<(String, u64, String, u64)> = hub
+            .book("A")
+            .depth
+            .iter()
+            .map(|row| {
+                let v: serde_json::Value = serde_json::from_slice(row).unwrap();
+                (
+                    v["side"].as_str().unwrap().to_string(),
+                    v["level"].as_u64().unwrap(),
+                    v["price"].as_str().unwrap().to_string(),
+                    v["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let row = |side: &str, level, price: &str, seq| (side.into(), level, price.into(), seq);
+        assert_eq!(
+            levels,
+            [
+                row("buy", 1, "100.00000000", 1),
+                row("sell", 1, "101.00000000", 2),
+                row("sell", 2, "103.00000000", 1),
+            ]
+        );
     }
 }

@@ -269,17 +269,21 @@ struct BookQuery {
     symbol: String,
 }
 
-/// The symbol's best bid/offer and its last trades (oldest first).
+/// The symbol's best bid/offer, its last trades (oldest first) and its
+/// depth levels (the depth view's rows, bids then asks, best first; empty
+/// without the views).
 async fn book(State(watch): Shared, Query(q): Query<BookQuery>) -> Response {
-    let (bbo, trades) = watch.hub.book(&q.symbol);
-    let bbo = bbo
+    let book = watch.hub.book(&q.symbol);
+    let bbo = book
+        .bbo
         .as_deref()
         .and_then(|b| std::str::from_utf8(b).ok())
         .unwrap_or("null");
     json(format!(
-        r#"{{"symbol":{},"bbo":{bbo},"trades":{}}}"#,
+        r#"{{"symbol":{},"bbo":{bbo},"trades":{},"depth":{}}}"#,
         quoted(&q.symbol),
-        array(&trades)
+        array(&book.trades),
+        array(&book.depth)
     ))
 }
 
