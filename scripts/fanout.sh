@@ -6,7 +6,12 @@
 # the generator's default --hot-share). One table: the pipeline's rate,
 # what the clients received and missed, and the delay from each record's
 # handover to the stream (`: handed µs`) to its arrival at a client.
-# The clients run in one thread of one process beside the pipeline.
+# The clients run in one thread of one process beside the pipeline, so they
+# read far slower than the hot symbol flows: its row is run twice, with the
+# kernel's own receive buffers (which grow to megabytes, seconds of records
+# queued in front of what a client reads) and with 32 KiB ones, as a live
+# view that wants the newest records would keep (the server's ring then
+# drops the backlog and the clients are told what they missed).
 # Usage: scripts/fanout.sh [CLIENTS] [RATE] [SECONDS]   (1000 100000 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +25,11 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"; pkill -P $$ 2>/dev/null || true' EXIT
 rows=()
 
-# run LABEL [QUERY]: one paced run; with QUERY, CLIENTS clients follow
-# /v1/stream?QUERY from a second in until a second before the run ends.
+# run LABEL [QUERY [RECEIVE_KIB]]: one paced run; with QUERY, CLIENTS
+# clients follow /v1/stream?QUERY from a second in until a second before
+# the run ends, with RECEIVE_KIB receive buffers if given.
 run() {
-  local label="$1" query="${2:-}" address clients_line="–"
+  local label="$1" query="${2:-}" receive="${3:-}" address clients_line="–"
   rm -rf "$scratch/out"
   "$bin/orderflow" run --quiet --sink "dir:$scratch/out" --workers 2 \
     --orders "$orders" --rate "$rate" --serve 127.0.0.1:0 \
@@ -37,7 +43,7 @@ run() {
   if [[ -n "$query" ]]; then
     sleep 1
     clients_line="$("$bin/sse-clients" \
-      "http://$address/v1/stream?$query" "$clients" "$((seconds - 3))")"
+      "http://$address/v1/stream?$query" "$clients" "$((seconds - 3))" $receive)"
   fi
   wait "$pid"
   local summary rate_reached
@@ -50,6 +56,7 @@ run() {
 run "no clients"
 run "$clients clients of SYM0001 (~0.7% of orders)" symbols=SYM0001
 run "$clients clients of SYM0000 (hot, 30% of orders)" symbols=SYM0000
+run "$clients clients of SYM0000, 32 KiB receive buffers" symbols=SYM0000 32
 
 echo
 echo "Fan-out at $rate orders/s paced, 2 workers, $seconds s; $(nproc) cores, $(uname -m)"

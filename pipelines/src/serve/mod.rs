@@ -28,6 +28,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use futures::stream::{self, Stream, StreamExt};
 use operators::output::OUTPUTS;
@@ -46,6 +47,13 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// The least time between two writes to one stream: batches that come
 /// sooner are gathered into the next write.
 const LINGER: Duration = Duration::from_millis(10);
+/// Unsent bytes a connection may leave in the kernel before its next write
+/// waits. A slow client's backlog then stays in its channel's ring, where
+/// newer records replace it and the client is told what it missed, rather
+/// than in a send buffer the kernel grows to megabytes: seconds of a hot
+/// symbol's records, all delivered late. Bytes in flight to the client do
+/// not count, so a distant client's throughput is not capped.
+const UNSENT: u32 = 16 << 10;
 /// What `/v1/stream` sends when `outputs` is not given.
 const DEFAULT_OUTPUTS: [&str; 3] = ["trades", "bbo", "candles"];
 
@@ -168,6 +176,7 @@ pub fn start(address: SocketAddr, watch: Arc<Watch>) -> anyhow::Result<Server> {
     runtime.spawn(async move {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
+                let listener = listener.tap_io(limit_unsent);
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!("--serve: {e}");
                 }
@@ -179,6 +188,33 @@ pub fn start(address: SocketAddr, watch: Arc<Watch>) -> anyhow::Result<Server> {
         runtime: Some(runtime),
         address,
     })
+}
+
+/// Sets [`UNSENT`] on an accepted connection (Linux's `TCP_NOTSENT_LOWAT`;
+/// elsewhere the kernel's default holds).
+fn limit_unsent(stream: &mut tokio::net::TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let value = UNSENT as libc::c_int;
+        // SAFETY: the descriptor is the open socket `stream` owns, and the
+        // option's value is a `c_int` that lives through the call.
+        let set = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                (&raw const value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::debug!("--serve: TCP_NOTSENT_LOWAT on a connection: {error}");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
 }
 
 type Shared = State<Arc<Watch>>;

@@ -1,9 +1,16 @@
-//! `sse-clients URL CLIENTS SECONDS`: the fan-out benchmark's clients
-//! (`scripts/fanout.sh`). Opens CLIENTS Server-Sent Events streams of URL
-//! at once, reads them for SECONDS, and prints one line: clients, records
-//! received, records/s, records missed, streams the server ended first, and
-//! the delay from each record's handover (the `: handed µs` comment opening
-//! each batch) to its arrival, p50/p99/max in ms.
+//! `sse-clients URL CLIENTS SECONDS [RECEIVE_KIB]`: the fan-out benchmark's
+//! clients (`scripts/fanout.sh`). Opens CLIENTS Server-Sent Events streams
+//! of URL at once, reads them for SECONDS, and prints one line: clients,
+//! records received, records/s, records missed, streams the server ended
+//! first, and the delay from each record's handover (the `: handed µs`
+//! comment opening each batch) to its arrival, p50/p99/max in ms.
+//!
+//! RECEIVE_KIB sets each client's socket receive buffer (`SO_RCVBUF`);
+//! without it the kernel sizes the buffer as it sees fit (up to
+//! `net.ipv4.tcp_rmem`'s maximum, 32 MiB here), and a client that reads
+//! slower than its symbol's flow has whatever that buffer holds queued in
+//! front of every record it reads: a client that wants the newest records
+//! keeps it small, so the server's ring drops the backlog instead.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,10 +65,31 @@ impl Seen {
     }
 }
 
+/// Connects to `authority`, with a receive buffer of `receive` bytes if given.
+async fn connect(authority: &str, receive: Option<u32>) -> std::io::Result<tokio::net::TcpStream> {
+    let address = tokio::net::lookup_host(authority)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(bytes) = receive {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.connect(address).await
+}
+
 /// One client: follows `url` until `until`, into `seen`.
-async fn follow(url: hyper::Uri, until: Instant, seen: Arc<Mutex<Seen>>) -> Result<(), String> {
+async fn follow(
+    url: hyper::Uri,
+    receive: Option<u32>,
+    until: Instant,
+    seen: Arc<Mutex<Seen>>,
+) -> Result<(), String> {
     let authority = url.authority().ok_or("no host in the URL")?.clone();
-    let stream = tokio::net::TcpStream::connect(authority.as_str())
+    let stream = connect(authority.as_str(), receive)
         .await
         .map_err(|e| format!("connecting to {authority}: {e}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -116,10 +144,15 @@ async fn follow(url: hyper::Uri, until: Instant, seen: Arc<Mutex<Seen>>) -> Resu
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, clients, seconds] = args.as_slice() else {
-        eprintln!("usage: sse-clients URL CLIENTS SECONDS");
-        std::process::exit(2);
+    let (url, clients, seconds, receive) = match args.as_slice() {
+        [url, clients, seconds] => (url, clients, seconds, None),
+        [url, clients, seconds, kib] => (url, clients, seconds, Some(kib)),
+        _ => {
+            eprintln!("usage: sse-clients URL CLIENTS SECONDS [RECEIVE_KIB]");
+            std::process::exit(2);
+        }
     };
+    let receive = receive.map(|kib| kib.parse::<u32>().expect("KiB") << 10);
     let url: hyper::Uri = url.parse().expect("a URL");
     let clients: usize = clients.parse().expect("a number of clients");
     let seconds: f64 = seconds.parse().expect("seconds");
@@ -133,7 +166,7 @@ fn main() {
     let until = started + Duration::from_secs_f64(seconds);
     let failures = runtime.block_on(async {
         let tasks: Vec<_> = (0..clients)
-            .map(|_| tokio::spawn(follow(url.clone(), until, Arc::clone(&seen))))
+            .map(|_| tokio::spawn(follow(url.clone(), receive, until, Arc::clone(&seen))))
             .collect();
         let mut failures = Vec::new();
         for task in tasks {
