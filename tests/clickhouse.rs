@@ -571,7 +571,8 @@ fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
 
     // Replay it: from the checkpoint before it, to past its end by the
     // longest interval plus lateness and out-of-orderness, so that every
-    // candle of the range reaches its last version.
+    // candle of the range reaches its last version. The views it leaves
+    // alone: a row of theirs from its end could replace a later state.
     let replay = |summary_says: &str| {
         let out = orderflow(&[
             "replay",
@@ -590,6 +591,7 @@ fn a_replay_restores_a_deleted_range_and_a_second_one_changes_nothing() {
             &sink,
         ]);
         assert!(out.contains(summary_says), "{out}");
+        assert!(out.contains("views left out"), "{out}");
     };
     replay("replay: from checkpoint ");
     assert_same(&address, &db, &want, ViewRows::Latest);

@@ -53,9 +53,9 @@ pub struct RunArgs {
     /// Where outputs go; repeatable. `dir:PATH` writes events/trades/bbo/candles/late/positions/exposure/depth as JSONL plus Parquet copies; `kafka://HOST:PORT[?prefix=P&partitions=N]` produces them to topics PREFIX{events,trades,bbo,candles,late,positions,exposure,depth}, keyed by symbol (exposure by account); `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE[?batch_rows=N&flush_ms=M&queue=Q&retry_for=S]` inserts them into tables of those names plus pipeline_metrics (credentials also from CLICKHOUSE_USER and CLICKHOUSE_PASSWORD).
     #[arg(long = "sink", default_value = "dir:./data", value_parser = SinkParser)]
     pub sinks: Vec<SinkSpec>,
-    /// The outputs the sinks write, comma-separated: any of events, trades, bbo, candles, late, positions, exposure, depth (e.g. `--intervals 15m --outputs candles` to backfill one interval). The differential views (positions, exposure, depth) are built only when one of them is asked for.
-    #[arg(long, value_delimiter = ',', value_parser = parse_output, default_value = "events,trades,bbo,candles,late,positions,exposure,depth")]
-    pub outputs: Vec<usize>,
+    /// The outputs the sinks write, comma-separated: any of events, trades, bbo, candles, late, positions, exposure, depth (e.g. `--intervals 15m --outputs candles` to backfill one interval); default all, but a replay writes the views only when named. The differential views (positions, exposure, depth) are built only when one of them is asked for.
+    #[arg(long, value_delimiter = ',', value_parser = parse_output)]
+    pub outputs: Option<Vec<usize>>,
     /// Leave out the views (positions, exposure, depth): for runs that want only trades, candles and the other outputs of the books.
     #[arg(long)]
     pub no_views: bool,
@@ -112,12 +112,13 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The outputs the sinks write, by index: `--outputs` less the views
-    /// under `--no-views`.
+    /// The outputs the sinks write, by index: `--outputs` (all when not
+    /// given) less the views under `--no-views`.
     pub fn outputs(&self) -> [bool; operators::output::OUTPUTS.len()] {
         use operators::output::{OUTPUTS, VIEWS};
         std::array::from_fn(|i| {
-            self.outputs.contains(&i) && !(self.no_views && VIEWS.contains(&OUTPUTS[i]))
+            self.outputs.as_ref().is_none_or(|o| o.contains(&i))
+                && !(self.no_views && VIEWS.contains(&OUTPUTS[i]))
         })
     }
 }

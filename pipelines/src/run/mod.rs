@@ -102,6 +102,13 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     if matches!(from, StartAt::Latest | StartAt::Committed) {
         bail!("--from is earliest, timestamp:MS or offsets:P=O,…");
     }
+    // A view row is a key's state at its seq, and a run writes one only at
+    // a turn where the state changed. A replay turns elsewhere, so its last
+    // row of a key can hold a passing state at a seq later than the run's
+    // last row: it would replace the state the run ended with. Only a
+    // replay told to writes them (to tables of their own, or to the end
+    // the run reached).
+    run.no_views |= run.outputs.is_none();
     run.kafka.start = from;
     run.kafka.stop = Some(to);
     execute(run, Some(checkpoints))
@@ -280,6 +287,7 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let views = job.views.is_some();
     let guards = timely::execute(config, move |worker| work(worker, &job))
         .map_err(|e| anyhow!("starting workers: {e}"))?;
     let outcomes = guards.join();
@@ -300,7 +308,11 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
             Some(m) => format!("checkpoint {} in {}", m.id, dir.display()),
             None => "the topic's start (no checkpoint before --from)".into(),
         };
-        println!("replay: from {from} · read {}", ranges);
+        let views = match views {
+            true => "",
+            false => " · views left out (--outputs names them)",
+        };
+        println!("replay: from {from} · read {ranges}{views}");
     }
     if let Some(stats) = checkpointed? {
         let from = match &resumed {
