@@ -544,38 +544,41 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
                 }
             },
         );
+        // Every level of both sides of each symbol that fed the views, at
+        // its seq, changed or not: another run's rows of the same input
+        // (a killed one before a restart, a replay) were cut at other
+        // turns, and a level that changed and changed back between two of
+        // this run's turns would otherwise keep that run's passing state as
+        // its highest seq.
+        let mut current: BTreeMap<(Symbol, Side, u64), (i64, i64, u64)> = BTreeMap::new();
         let depth = settle(
             depth.inner,
             seqs,
-            |added: Vec<DepthRow>, removed, seqs, out| {
-                let seq = |symbol: &Symbol| seqs.get(symbol).copied().unwrap_or_default();
-                for ((symbol, side), (level, price, qty, orders)) in &added {
-                    out.push(Record::Depth(Depth {
-                        symbol: symbol.clone(),
-                        side: *side,
-                        level: *level,
-                        price: Some(Fixed(*price)),
-                        qty: Fixed(*qty),
-                        orders: *orders,
-                        seq: seq(symbol),
-                    }));
-                }
-                // A level taken away and not replaced no longer exists.
-                let replaced: std::collections::BTreeSet<_> = added
-                    .iter()
-                    .map(|((symbol, side), (level, ..))| (symbol, *side, *level))
-                    .collect();
+            move |added: Vec<DepthRow>, removed, seqs, out| {
                 for ((symbol, side), (level, ..)) in removed {
-                    if !replaced.contains(&(&symbol, side, level)) {
-                        out.push(Record::Depth(Depth {
-                            seq: seq(&symbol),
-                            symbol,
-                            side,
-                            level,
-                            price: None,
-                            qty: Fixed(0),
-                            orders: 0,
-                        }));
+                    current.remove(&(symbol, side, level));
+                }
+                for ((symbol, side), (level, price, qty, orders)) in added {
+                    current.insert((symbol, side, level), (price, qty, orders));
+                }
+                for (symbol, seq) in seqs {
+                    for side in [Side::Buy, Side::Sell] {
+                        for level in 1..=spec.depth as u64 {
+                            let key = (symbol.clone(), side, level);
+                            let (price, qty, orders) = match current.get(&key) {
+                                Some(&(price, qty, orders)) => (Some(Fixed(price)), qty, orders),
+                                None => (None, 0, 0),
+                            };
+                            out.push(Record::Depth(Depth {
+                                symbol: symbol.clone(),
+                                side,
+                                level,
+                                price,
+                                qty: Fixed(qty),
+                                orders,
+                                seq: *seq,
+                            }));
+                        }
                     }
                 }
             },

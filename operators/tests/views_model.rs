@@ -239,9 +239,18 @@ fn check(
         }
     }
     prop_assert_eq!(exposure, model_exposure(&positions), "exposure");
-    let model = model_depth(&lines);
+    check_depth(&rows.depth, &model_depth(&lines))
+}
+
+/// Every depth row in `depth` is exact at its own seq, and the latest row
+/// of each key (a later one winning a tie, as in ClickHouse) is the final
+/// books.
+fn check_depth<'a>(
+    depth: impl IntoIterator<Item = &'a Depth>,
+    model: &HashMap<(String, u64), Vec<Level>>,
+) -> Result<(), TestCaseError> {
     let mut final_depth: BTreeMap<(String, Side, u64), &Depth> = BTreeMap::new();
-    for d in &rows.depth {
+    for d in depth {
         // Exact at its own seq.
         let levels = &model[&(d.symbol.to_string(), d.seq)];
         let expected = levels
@@ -259,7 +268,7 @@ fn check(
             None => prop_assert_eq!((d.price, d.qty.0, d.orders), (None, 0, 0), "{:?}", d),
         }
         let key = (d.symbol.to_string(), d.side, d.level);
-        if final_depth.get(&key).is_none_or(|e| e.seq < d.seq) {
+        if final_depth.get(&key).is_none_or(|e| e.seq <= d.seq) {
             final_depth.insert(key, d);
         }
     }
@@ -336,6 +345,22 @@ proptest! {
             (4, 5, often),
         ] {
             check(lines.clone(), workers, batch, every)?;
+        }
+    }
+
+    /// A killed run wrote the rows of a prefix of the input at every batch;
+    /// its restart, which cuts its turns elsewhere, must still leave the
+    /// final books as the latest rows: a level that came and went between
+    /// two of its turns is rewritten, not left at the killed run's state.
+    #[test]
+    fn depth_of_a_killed_run_and_its_restart_ends_at_the_final_books(
+        lines in proptest::collection::vec(line(), 1..120),
+        cut in 0usize..120,
+    ) {
+        let killed = run(lines[..cut.min(lines.len())].to_vec(), 1, 1, Duration::ZERO);
+        for (workers, batch, every) in [(1, 1000, Duration::from_secs(3600)), (2, 7, Duration::from_micros(50))] {
+            let restarted = run(lines.clone(), workers, batch, every);
+            check_depth(killed.depth.iter().chain(&restarted.depth), &model_depth(&lines))?;
         }
     }
 }

@@ -102,12 +102,11 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     if matches!(from, StartAt::Latest | StartAt::Committed) {
         bail!("--from is earliest, timestamp:MS or offsets:P=O,…");
     }
-    // A view row is a key's state at its seq, and a run writes one only at
-    // a turn where the state changed. A replay turns elsewhere, so its last
-    // row of a key can hold a passing state at a seq later than the run's
-    // last row: it would replace the state the run ended with. Only a
-    // replay told to writes them (to tables of their own, or to the end
-    // the run reached).
+    // The views hold state, not a range of time: a replay's rows of them
+    // would be a second history of every key, cut at other turns than the
+    // run's (harmless to the latest row per key, which stays the run's
+    // final state, but rows the run never wrote). Only a replay told to
+    // writes them.
     run.no_views |= run.outputs.is_none();
     run.kafka.start = from;
     run.kafka.stop = Some(to);
