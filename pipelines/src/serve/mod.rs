@@ -28,7 +28,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use futures::stream::{self, Stream, StreamExt};
 use operators::output::OUTPUTS;
@@ -54,6 +53,14 @@ const LINGER: Duration = Duration::from_millis(10);
 /// symbol's records, all delivered late. Bytes in flight to the client do
 /// not count, so a distant client's throughput is not capped.
 const UNSENT: u32 = 16 << 10;
+/// What hyper may hold of a connection's writes before it stops asking the
+/// stream for more (its default, 400 KiB, is seconds of a hot symbol's
+/// records queued in front of the newest; also the longest request head).
+const BUFFERED: usize = 16 << 10;
+/// The most one write to a stream carries of its channels' backlog: a
+/// client further behind gets the newest batches and is told how many
+/// records it missed, so that what it receives is recent.
+const STEP_BYTES: usize = 16 << 10;
 /// What `/v1/stream` sends when `outputs` is not given.
 const DEFAULT_OUTPUTS: [&str; 3] = ["trades", "bbo", "candles"];
 
@@ -174,14 +181,31 @@ pub fn start(address: SocketAddr, watch: Arc<Watch>) -> anyhow::Result<Server> {
         .route("/v1/stream", get(follow))
         .with_state(watch);
     runtime.spawn(async move {
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => {
-                let listener = listener.tap_io(limit_unsent);
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!("--serve: {e}");
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => return tracing::error!("--serve: {e}"),
+        };
+        loop {
+            let mut stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                // Out of descriptors, most likely: wait for some to close.
+                Err(e) => {
+                    tracing::debug!("--serve: accepting: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
-            }
-            Err(e) => tracing::error!("--serve: {e}"),
+            };
+            limit_unsent(&mut stream);
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(BUFFERED)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .with_upgrades();
+                if let Err(e) = connection.await {
+                    tracing::debug!("--serve: a connection: {e}");
+                }
+            });
         }
     });
     Ok(Server {
@@ -398,24 +422,40 @@ fn steps(
                 if let Some(last) = last {
                     tokio::time::sleep_until(tick_after(last)).await;
                 }
+                // Everything the ring holds for this client, of which it
+                // gets the newest STEP_BYTES (at least one batch).
+                let mut batches = vec![batch];
+                loop {
+                    match receiver.try_recv() {
+                        Ok(b) => batches.push(b),
+                        // Overrun meanwhile: the next batch counts the loss.
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    }
+                }
+                let wants = |r: &&Live| outputs[r.output];
+                let mut bytes = 0;
+                let newest = batches.iter().rev().take_while(|b| {
+                    let fits = bytes < STEP_BYTES;
+                    bytes += b
+                        .records
+                        .iter()
+                        .filter(wants)
+                        .map(|r| r.json.len())
+                        .sum::<usize>();
+                    fits
+                });
+                let kept = newest.count();
                 let mut step = Step {
                     missed: 0,
                     records: Vec::new(),
                     handed: Vec::new(),
                 };
-                let mut batch = Some(batch);
-                while let Some(b) = batch {
+                for b in &batches[batches.len() - kept..] {
                     step.missed += b.first.saturating_sub(next);
                     next = b.first + b.records.len() as u64;
                     step.handed.push((step.records.len(), b.handed));
-                    let wanted = b.records.iter().filter(|r| outputs[r.output]);
-                    step.records.extend(wanted.cloned());
-                    batch = match receiver.try_recv() {
-                        Ok(b) => Some(b),
-                        // Overrun meanwhile: the next batch counts the loss.
-                        Err(broadcast::error::TryRecvError::Lagged(_)) => receiver.try_recv().ok(),
-                        Err(_) => None,
-                    };
+                    step.records.extend(b.records.iter().filter(wants).cloned());
                 }
                 if step.missed > 0 || !step.records.is_empty() {
                     last = Some(tokio::time::Instant::now());
