@@ -40,27 +40,43 @@ impl Seen {
     }
 
     /// Takes complete lines: the handover time from a batch's comment,
-    /// one record per `data:` line of a record event.
+    /// one record per `data:` line of a record event. The records of one
+    /// batch that arrive together share a delay, recorded once; lines are
+    /// found with memchr, so that the clients' own reading (one thread for
+    /// all of them) costs little beside what the server sends.
     fn read(&mut self, lines: &[u8], now_us: u64, handed: &mut Option<u64>, missed: &mut bool) {
         let number = |bytes: &[u8]| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok();
-        for line in lines.split(|b| *b == b'\n') {
-            if let Some(at) = line.strip_prefix(b": handed ") {
-                *handed = number(at);
-            } else if line == b"event: missed" {
-                *missed = true;
-            } else if let Some(data) = line.strip_prefix(b"data: ") {
-                if std::mem::take(missed) {
-                    let n = data
-                        .strip_prefix(b"{\"missed\":")
+        let mut batch = 0;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', lines).chain([lines.len()]) {
+            let line = &lines[start..end];
+            start = end + 1;
+            match line.first() {
+                Some(b':') => {
+                    if let Some(at) = line.strip_prefix(b": handed ") {
+                        self.record(std::mem::take(&mut batch), now_us, *handed);
+                        *handed = number(at);
+                    }
+                }
+                Some(b'e') => *missed |= line == b"event: missed",
+                Some(b'd') if std::mem::take(missed) => {
+                    let n = line
+                        .strip_prefix(b"data: {\"missed\":")
                         .and_then(|n| n.strip_suffix(b"}"));
                     self.missed += n.and_then(number).unwrap_or(0);
-                    continue;
                 }
-                self.records += 1;
-                if let Some(at) = *handed {
-                    self.delays.record(now_us.saturating_sub(at)).ok();
-                }
+                Some(b'd') => batch += 1,
+                _ => {}
             }
+        }
+        self.record(batch, now_us, *handed);
+    }
+
+    /// `count` records of the batch handed over at `handed` arrived at `now_us`.
+    fn record(&mut self, count: u64, now_us: u64, handed: Option<u64>) {
+        self.records += count;
+        if let (Some(at), true) = (handed, count > 0) {
+            self.delays.record_n(now_us.saturating_sub(at), count).ok();
         }
     }
 }
@@ -127,12 +143,20 @@ async fn follow(
             continue;
         };
         let now = orderflow_tests::now_us() as u64;
-        pending.extend_from_slice(&data);
-        // Only whole lines: a step may arrive in more than one frame.
-        if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
-            local.read(&pending[..end], now, &mut handed, &mut missed);
-            pending.drain(..=end);
+        // Only whole lines: a step may arrive in more than one frame, and
+        // the part of a line that ends in the next waits for it.
+        let Some(end) = memchr::memrchr(b'\n', &data) else {
+            pending.extend_from_slice(&data);
+            continue;
+        };
+        if pending.is_empty() {
+            local.read(&data[..end], now, &mut handed, &mut missed);
+        } else {
+            pending.extend_from_slice(&data[..end]);
+            local.read(&pending, now, &mut handed, &mut missed);
+            pending.clear();
         }
+        pending.extend_from_slice(&data[end + 1..]);
     }
     let mut seen = seen.lock().map_err(|_| "poisoned")?;
     seen.records += local.records;
