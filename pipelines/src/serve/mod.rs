@@ -59,8 +59,10 @@ const UNSENT: u32 = 16 << 10;
 const BUFFERED: usize = 16 << 10;
 /// The most one write to a stream carries of its channels' backlog: a
 /// client further behind gets the newest batches and is told how many
-/// records it missed, so that what it receives is recent.
-const STEP_BYTES: usize = 16 << 10;
+/// records it missed, so that what it receives is recent. Far above what a
+/// client that keeps up gathers in a LINGER (a busy symbol's 10 ms can pass
+/// 16 KiB), so only a client that fell behind loses records to it.
+const STEP_BYTES: usize = 256 << 10;
 /// What `/v1/stream` sends when `outputs` is not given.
 const DEFAULT_OUTPUTS: [&str; 3] = ["trades", "bbo", "candles"];
 
