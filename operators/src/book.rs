@@ -351,7 +351,8 @@ impl OrderBook {
     fn cancel(&mut self, id: &OrderId, out: &mut BookOutput) -> (Status, Option<Reason>) {
         match self.resting.remove_entry(id) {
             Some((id, at)) => {
-                self.unlink(at, out);
+                self.detach(at, out);
+                self.free.push(at);
                 self.retired.insert(id);
                 (Status::Cancelled, None)
             }
@@ -390,22 +391,22 @@ impl OrderBook {
             return (Status::Replaced, None);
         }
         // Anything else loses priority: out of the book, then in again as a
-        // new GTC limit order that may cross.
+        // new GTC limit order that may cross. What rests again keeps its
+        // slot, so its id is neither copied nor hashed again.
         let account = self.slots[at as usize].account.take();
-        self.unlink(at, out);
+        self.detach(at, out);
         let limit = key(side.opposite(), new_price);
         let taker = (&msg.order_id, account.as_ref());
         let remaining = self.take(side, limit, new_qty, taker, msg.ts, out);
-        match remaining {
-            0 => self.retire(&msg.order_id),
-            _ => self.rest(
-                msg.order_id.clone(),
-                account,
-                side,
-                new_price,
-                remaining,
-                out,
-            ),
+        if remaining == 0 {
+            self.free.push(at);
+            self.retire(&msg.order_id);
+        } else {
+            let slot = &mut self.slots[at as usize];
+            slot.account = account;
+            slot.price = new_price;
+            slot.remaining = remaining;
+            self.place(at, out);
         }
         (Status::Replaced, None)
     }
@@ -491,7 +492,7 @@ impl OrderBook {
         false
     }
 
-    /// Puts an order at the back of its level's queue.
+    /// Rests a new order at the back of its level's queue.
     fn rest(
         &mut self,
         id: OrderId,
@@ -501,12 +502,6 @@ impl OrderBook {
         qty: i64,
         out: &mut BookOutput,
     ) {
-        out.levels.push(LevelChange {
-            side,
-            price,
-            qty,
-            orders: 1,
-        });
         let slot = Slot {
             id: id.clone(),
             account,
@@ -526,25 +521,41 @@ impl OrderBook {
                 (self.slots.len() - 1) as u32
             }
         };
-        let level = self
-            .ladder_mut(side)
-            .entry(key(side, price))
-            .or_insert(Level {
-                qty: 0,
-                orders: 0,
-                head: NIL,
-                tail: NIL,
-            });
+        self.place(at, out);
+        self.resting.insert(id, at);
+    }
+
+    /// Links the order in slot `at` at the back of its level's queue.
+    fn place(&mut self, at: u32, out: &mut BookOutput) {
+        let slot = &mut self.slots[at as usize];
+        let (side, price, qty) = (slot.side, slot.price, slot.remaining);
+        out.levels.push(LevelChange {
+            side,
+            price,
+            qty,
+            orders: 1,
+        });
+        let level = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+        .entry(key(side, price))
+        .or_insert(Level {
+            qty: 0,
+            orders: 0,
+            head: NIL,
+            tail: NIL,
+        });
         let tail = std::mem::replace(&mut level.tail, at);
         level.qty += qty;
         level.orders += 1;
+        slot.next = NIL;
+        slot.prev = tail;
         if tail == NIL {
             level.head = at;
         } else {
             self.slots[tail as usize].next = at;
-            self.slots[at as usize].prev = tail;
         }
-        self.resting.insert(id, at);
     }
 
     /// Moves an id that stopped resting to the retired set.
@@ -554,9 +565,9 @@ impl OrderBook {
         }
     }
 
-    /// Takes a slot out of its level (dropping the level when it empties)
-    /// and returns it to the free list. The id maps are the caller's to update.
-    fn unlink(&mut self, at: u32, out: &mut BookOutput) {
+    /// Takes a slot out of its level (dropping the level when it empties).
+    /// The slot, the free list and the id maps are the caller's to update.
+    fn detach(&mut self, at: u32, out: &mut BookOutput) {
         let Slot {
             side,
             price,
@@ -591,7 +602,6 @@ impl OrderBook {
         if level.head == NIL {
             ladder.remove(&k);
         }
-        self.free.push(at);
     }
 
     fn ladder(&self, side: Side) -> &Ladder {
