@@ -191,9 +191,11 @@ pub fn owner(symbol: &Symbol, peers: usize) -> usize {
     (symbol_hash(symbol) % peers as u64) as usize
 }
 
-/// Holds each time's data under a capability until the frontier passes it.
+/// Holds each time's data under a capability until the frontier passes it,
+/// as the chunks it came in: taken, not copied (orders and records are a
+/// hundred bytes and more each).
 struct Stash<D> {
-    times: BTreeMap<Time, (Capability<Time>, Vec<D>)>,
+    times: BTreeMap<Time, (Capability<Time>, Vec<Vec<D>>)>,
 }
 
 impl<D> Stash<D> {
@@ -209,7 +211,7 @@ impl<D> Stash<D> {
             .entry(time)
             .or_insert_with(|| (cap, Vec::new()))
             .1
-            .append(data);
+            .push(std::mem::take(data));
     }
 
     /// The earliest time held.
@@ -218,7 +220,10 @@ impl<D> Stash<D> {
     }
 
     /// Removes and returns, in time order, the times no input can still send.
-    fn ready(&mut self, frontiers: &[&MutableAntichain<Time>]) -> Vec<(Capability<Time>, Vec<D>)> {
+    fn ready(
+        &mut self,
+        frontiers: &[&MutableAntichain<Time>],
+    ) -> Vec<(Capability<Time>, Vec<Vec<D>>)> {
         let mut ready = Vec::new();
         while let Some(entry) = self.times.first_entry() {
             if frontiers.iter().any(|f| f.less_equal(entry.key())) {
@@ -284,6 +289,8 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
             let mut seed = views.map(|_| books.keys().cloned().collect::<Vec<_>>());
             let mut watermarks: FxHashMap<u32, i64> = FxHashMap::default();
             let mut out = BookOutput::default();
+            // A time's messages as (partition, offset, chunk, index).
+            let mut order: Vec<(u32, u64, u32, u32)> = Vec::new();
             move |frontiers| {
                 let (frontier, control_frontier) = (&frontiers[0], &frontiers[1]);
                 let mut trades_out = trades_out.activate();
@@ -307,19 +314,26 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                         controls.push(cap, data);
                     }
                 });
-                for (time, (cap, mut batch, control)) in
+                for (time, (cap, chunks, control)) in
                     ready(&mut stash, &mut controls, [frontier, control_frontier])
                 {
-                    batch.sort_unstable_by_key(|m| (m.partition, m.offset));
+                    // Partition order across the chunks, sorted by index.
+                    order.clear();
+                    for (c, chunk) in chunks.iter().enumerate() {
+                        let at = chunk.iter().enumerate();
+                        order.extend(at.map(|(i, m)| (m.partition, m.offset, c as u32, i as u32)));
+                    }
+                    order.sort_unstable();
                     let mut session = trades_out.session(&cap);
                     let record_cap = record_caps.remove(&time);
                     let mut records = record_cap.as_ref().map(|c| records_out.session(c));
-                    if !batch.is_empty() {
+                    if !order.is_empty() {
                         for symbol in seed.take().into_iter().flatten() {
                             feed.seed(&books[&symbol]);
                         }
                     }
-                    for seq in batch {
+                    for &(_, _, c, i) in &order {
+                        let seq = &chunks[c as usize][i as usize];
                         let known = watermarks.entry(seq.partition).or_insert(i64::MIN);
                         if *known != seq.watermark {
                             *known = seq.watermark;
@@ -530,22 +544,24 @@ fn checkpoints(control: &[Control]) -> impl Iterator<Item = u64> + '_ {
     })
 }
 
-/// The times both inputs have passed, in order, each with both inputs' data.
+/// The times both inputs have passed, in order, each with both inputs' data:
+/// the first's as the chunks it came in, the second's (controls, a few per
+/// batch) in one.
 #[allow(clippy::type_complexity)]
 fn ready<A, B>(
     a: &mut Stash<A>,
     b: &mut Stash<B>,
     frontiers: [&MutableAntichain<Time>; 2],
-) -> BTreeMap<Time, (Capability<Time>, Vec<A>, Vec<B>)> {
+) -> BTreeMap<Time, (Capability<Time>, Vec<Vec<A>>, Vec<B>)> {
     let mut ready = BTreeMap::new();
-    for (cap, data) in a.ready(&frontiers) {
-        ready.insert(*cap.time(), (cap, data, Vec::new()));
+    for (cap, chunks) in a.ready(&frontiers) {
+        ready.insert(*cap.time(), (cap, chunks, Vec::new()));
     }
-    for (cap, data) in b.ready(&frontiers) {
+    for (cap, chunks) in b.ready(&frontiers) {
         ready
             .entry(*cap.time())
             .or_insert_with(|| (cap, Vec::new(), Vec::new()))
-            .2 = data;
+            .2 = chunks.into_iter().flatten().collect();
     }
     ready
 }
@@ -642,7 +658,7 @@ impl<'scope> Candles<'scope> for StreamVec<'scope, Time, BookRecord> {
                 let inputs = [frontier, control_frontier];
                 for (_, (cap, batch, control)) in ready(&mut records, &mut controls, inputs) {
                     let mut session = output.session(&cap);
-                    for item in batch {
+                    for item in batch.into_iter().flatten() {
                         fold(item, &mut partitions, &spec, &mut candles, &mut late, |r| {
                             session.give(r)
                         });
