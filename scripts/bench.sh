@@ -23,10 +23,11 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 rows=()
 
-# The median of criterion's throughput for bench $1, as "8.46M ops/s".
+# The median of criterion's throughput for bench $1, as "8.46M ops/s" (or
+# "979.36K ops/s": criterion prints the unit the figure needs).
 book() {
   grep -A3 -E "^book/$1( |$)" /tmp/orderflow-bench-book.txt | grep -m1 "thrpt:" |
-    sed -E 's/.*thrpt: *\[[^ ]+ [^ ]+ ([^ ]+) Melem\/s .*/\1M ops\/s/'
+    sed -E 's/.*thrpt: *\[[^ ]+ [^ ]+ ([^ ]+) ([KM])elem\/s .*/\1\2 ops\/s/'
 }
 rows+=("| book, exchange-core mix (few thousand resting) | $(book exchange_core_mix) |")
 rows+=("| book, exchange-core mix, 1M resting orders | $(book exchange_core_mix_1m_resting) |")
