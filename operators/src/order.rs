@@ -193,6 +193,20 @@ pub struct Rejected {
     pub raw: Option<String>,
 }
 
+impl Rejected {
+    /// A message that could not be read as an order at all: only its text
+    /// and the time it came in (`ts` when it has none of its own) are known.
+    pub fn malformed(raw: String, ts: i64) -> Rejected {
+        Rejected {
+            symbol: None,
+            order_id: None,
+            reason: Reason::Malformed,
+            ts,
+            raw: Some(raw),
+        }
+    }
+}
+
 /// Every field as raw JSON, so that one ill-typed field is reported by name
 /// instead of failing the whole object.
 #[derive(Deserialize)]
@@ -222,13 +236,7 @@ struct Fields<'a> {
 /// Reads one message. `fallback_ts` is the event time when `ts` is absent
 /// (the Kafka record timestamp, else the time of ingestion).
 pub fn parse(line: &str, fallback_ts: i64) -> Result<OrderMsg, Rejected> {
-    let malformed = || Rejected {
-        symbol: None,
-        order_id: None,
-        reason: Reason::Malformed,
-        ts: fallback_ts,
-        raw: Some(line.to_owned()),
-    };
+    let malformed = || Rejected::malformed(line.to_owned(), fallback_ts);
     // serde would also read a struct from a JSON array; only objects are messages.
     if !line.trim_start().starts_with('{') {
         return Err(malformed());

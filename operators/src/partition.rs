@@ -5,7 +5,7 @@
 //! partition's messages in their true order, and then travels with each
 //! message; downstream operators never have to guess it from interleavings.
 
-use crate::order::{self, OrderMsg, Reason, Rejected, Symbol};
+use crate::order::{self, OrderMsg, Rejected, Symbol};
 
 /// A message with its place in its partition.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,10 +82,15 @@ impl PartitionReader {
         self.idle_floor = state.idle_floor;
     }
 
-    /// Parses the message at `offset`. Only a message that passes validation
-    /// moves the watermark: a malformed line must not be able to close windows.
+    /// Parses the message at `offset` and places it.
     pub fn read(&mut self, line: &str, offset: u64, fallback_ts: i64) -> Sequenced {
-        let msg = order::parse(line, fallback_ts);
+        self.place(order::parse(line, fallback_ts), offset)
+    }
+
+    /// Places the message at `offset`, parsed here or ahead of the worker
+    /// (a file's reader thread). Only a message that passes validation moves
+    /// the watermark: a malformed line must not be able to close windows.
+    pub fn place(&mut self, msg: Result<OrderMsg, Rejected>, offset: u64) -> Sequenced {
         if let Ok(m) = &msg {
             self.max_seen = Some(self.max_seen.map_or(m.ts, |seen| seen.max(m.ts)));
         }
@@ -94,23 +99,6 @@ impl PartitionReader {
             offset,
             watermark: self.watermark(),
             msg,
-        }
-    }
-
-    /// A message that could not even be read as text (not UTF-8): rejected
-    /// as malformed, keeping a lossy copy of it.
-    pub fn malformed(&mut self, raw: String, offset: u64, fallback_ts: i64) -> Sequenced {
-        Sequenced {
-            partition: self.partition,
-            offset,
-            watermark: self.watermark(),
-            msg: Err(Rejected {
-                symbol: None,
-                order_id: None,
-                reason: Reason::Malformed,
-                ts: fallback_ts,
-                raw: Some(raw),
-            }),
         }
     }
 

@@ -1,8 +1,10 @@
 //! `file:PATH` and `file:-`: a JSONL file (or stdin) as one partition.
 //!
-//! A thread reads lines into chunks ahead of the worker, so a slow pipe
-//! (stdin) never blocks the dataflow and reading overlaps with matching.
-//! Offsets are 0-based line numbers; blank lines are not messages.
+//! A thread reads and parses lines into chunks ahead of the worker, so a
+//! slow pipe (stdin) never blocks the dataflow, and reading and parsing,
+//! a whole input's worth on one partition, run beside the workers rather
+//! than on the one that owns the partition. Offsets are 0-based line
+//! numbers; blank lines are not messages.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Context};
+use operators::order::{self, OrderMsg, Rejected};
 use operators::partition::{PartitionReader, Sequenced};
 
 use super::{now_ms, PartitionSource, Poll};
@@ -19,21 +22,16 @@ use crate::progress::Counters;
 
 const CHUNK_LINES: usize = 8_192;
 
-/// Lines read ahead: each one's line number, the byte after it, its text.
+/// Lines read ahead: each one's line number, the byte after it, and what
+/// it says.
 struct Chunk {
-    lines: Vec<(u64, u64, Line)>,
-}
-
-enum Line {
-    Text(String),
-    /// Not UTF-8: kept (lossily) only to show in the rejected event.
-    Invalid(String),
+    lines: Vec<(u64, u64, Result<OrderMsg, Rejected>)>,
 }
 
 pub struct FilePartition {
     reader: PartitionReader,
     chunks: Receiver<Chunk>,
-    current: std::vec::IntoIter<(u64, u64, Line)>,
+    current: std::vec::IntoIter<(u64, u64, Result<OrderMsg, Rejected>)>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
     /// The line number and byte after the last line polled.
     next: (u64, u64),
@@ -88,8 +86,13 @@ fn read_lines(
 ) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     let mut lines = Vec::with_capacity(CHUNK_LINES);
+    let mut ingested = now_ms();
     loop {
         bytes.clear();
+        // A message without `ts` takes the time its bytes came in.
+        if input.buffer().is_empty() {
+            ingested = now_ms();
+        }
         let n = input
             .read_until(b'\n', &mut bytes)
             .context("reading input")?;
@@ -101,11 +104,15 @@ fn read_lines(
         let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if !text.iter().all(u8::is_ascii_whitespace) {
-            let line = match std::str::from_utf8(text) {
-                Ok(s) => Line::Text(s.to_owned()),
-                Err(_) => Line::Invalid(String::from_utf8_lossy(text).into_owned()),
+            let msg = match std::str::from_utf8(text) {
+                Ok(line) => order::parse(line, ingested),
+                // Not UTF-8: kept (lossily) only to show in the rejected event.
+                Err(_) => Err(Rejected::malformed(
+                    String::from_utf8_lossy(text).into_owned(),
+                    ingested,
+                )),
             };
-            lines.push((number, at, line));
+            lines.push((number, at, msg));
         }
         number += 1;
         // Hand over a full chunk, or whatever there is when the next read
@@ -125,16 +132,12 @@ fn read_lines(
 
 impl PartitionSource for FilePartition {
     fn poll(&mut self, max: usize, out: &mut Vec<Sequenced>) -> anyhow::Result<Poll> {
-        let ingested = now_ms();
         let start = out.len();
         while out.len() - start < max {
             match self.current.next() {
-                Some((offset, end, line)) => {
+                Some((offset, end, msg)) => {
                     self.next = (offset + 1, end);
-                    out.push(match line {
-                        Line::Text(text) => self.reader.read(&text, offset, ingested),
-                        Line::Invalid(text) => self.reader.malformed(text, offset, ingested),
-                    })
+                    out.push(self.reader.place(msg, offset));
                 }
                 None => match self.chunks.try_recv() {
                     Ok(chunk) => self.current = chunk.lines.into_iter(),

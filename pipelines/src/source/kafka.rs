@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use operators::order::Rejected;
 use operators::partition::{PartitionReader, Sequenced};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
@@ -510,9 +511,12 @@ impl Position {
             Some(Ok(text)) => self.reader.read(text, at, fallback),
             Some(Err(_)) => {
                 let lossy = String::from_utf8_lossy(record.payload().unwrap_or_default());
-                self.reader.malformed(lossy.into_owned(), at, fallback)
+                let malformed = Rejected::malformed(lossy.into_owned(), fallback);
+                self.reader.place(Err(malformed), at)
             }
-            None => self.reader.malformed(String::new(), at, fallback),
+            None => self
+                .reader
+                .place(Err(Rejected::malformed(String::new(), fallback)), at),
         });
     }
 }
