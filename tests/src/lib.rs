@@ -88,7 +88,12 @@ pub fn comparable_events(rows: Vec<Value>) -> Vec<Value> {
 /// The `orderflow` binary of this checkout, built once per test process
 /// (an up-to-date build returns at once). A test crate of its own has no
 /// `CARGO_BIN_EXE_` for another package's binary, so it asks cargo, as
-/// DataFusion's test runners do, for the executable it built.
+/// DataFusion's test runners do, for the executable it built. It builds
+/// every target of the workspace, as `cargo test --workspace` does: the
+/// benches' dev-dependencies (sonic-rs, simd-json) turn on features of
+/// serde and others, and a build of the binary alone, without them, would
+/// compile every dependency a second time (some twenty minutes on a new
+/// machine).
 pub fn binary() -> &'static Path {
     static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BINARY.get_or_init(|| {
@@ -96,7 +101,7 @@ pub fn binary() -> &'static Path {
         let mut build = Command::new(cargo);
         build
             .current_dir(project(""))
-            .args(["build", "--package", "orderflow", "--bin", "orderflow"])
+            .args(["build", "--workspace", "--all-targets"])
             .args(["--message-format", "json-render-diagnostics"]);
         if !cfg!(debug_assertions) {
             build.arg("--release");
@@ -107,6 +112,9 @@ pub fn binary() -> &'static Path {
             .unwrap()
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "orderflow")
+            .filter(|message| message["target"]["kind"][0] == "bin")
+            .filter(|message| message["profile"]["test"] == false)
             .find_map(|message| message["executable"].as_str().map(PathBuf::from))
             .expect("cargo names the orderflow executable")
     })
