@@ -22,16 +22,17 @@ use crate::progress::Counters;
 
 const CHUNK_LINES: usize = 8_192;
 
-/// Lines read ahead: each one's line number, the byte after it, and what
-/// it says.
+/// A line read ahead: its number, the byte after it, and what it says.
+type Line = (u64, u64, Result<OrderMsg, Rejected>);
+
 struct Chunk {
-    lines: Vec<(u64, u64, Result<OrderMsg, Rejected>)>,
+    lines: Vec<Line>,
 }
 
 pub struct FilePartition {
     reader: PartitionReader,
     chunks: Receiver<Chunk>,
-    current: std::vec::IntoIter<(u64, u64, Result<OrderMsg, Rejected>)>,
+    current: std::vec::IntoIter<Line>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
     /// The line number and byte after the last line polled.
     next: (u64, u64),
@@ -86,10 +87,11 @@ fn read_lines(
 ) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     let mut lines = Vec::with_capacity(CHUNK_LINES);
-    let mut ingested = now_ms();
+    // A message without `ts` takes the time its bytes came in: set at each
+    // refill of the (at first empty) buffer.
+    let mut ingested = 0;
     loop {
         bytes.clear();
-        // A message without `ts` takes the time its bytes came in.
         if input.buffer().is_empty() {
             ingested = now_ms();
         }

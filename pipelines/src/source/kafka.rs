@@ -509,14 +509,12 @@ impl Position {
         let at = offset as u64;
         out.push(match record.payload().map(std::str::from_utf8) {
             Some(Ok(text)) => self.reader.read(text, at, fallback),
-            Some(Err(_)) => {
+            // Not UTF-8, or no payload at all.
+            _ => {
                 let lossy = String::from_utf8_lossy(record.payload().unwrap_or_default());
                 let malformed = Rejected::malformed(lossy.into_owned(), fallback);
                 self.reader.place(Err(malformed), at)
             }
-            None => self
-                .reader
-                .place(Err(Rejected::malformed(String::new(), fallback)), at),
         });
     }
 }
