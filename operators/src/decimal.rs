@@ -182,8 +182,8 @@ impl AddAssign for Notional {
 pub type Digits = [u8; 41];
 
 /// The shortest exact text of `value` × 10^-8 (`100.5`, `3`, `0.00000001`),
-/// written into `buf` from its end: no allocation, since this runs for
-/// every price and quantity out.
+/// written into `buf`: no allocation, since this runs for every price and
+/// quantity out.
 pub fn scaled(value: i128, buf: &mut Digits) -> &str {
     scaled_by(value, SCALE, buf)
 }
@@ -193,14 +193,16 @@ pub const NOTIONAL_SCALE: u32 = 2 * SCALE;
 
 /// As [`scaled`], for `value` × 10^-`scale` (`scale` ≤ 16).
 pub fn scaled_by(value: i128, scale: u32, buf: &mut Digits) -> &str {
-    let mut at = buf.len();
-    let mut put = |digit: u8| {
-        at -= 1;
-        buf[at] = digit;
-    };
+    let digits = scaled_digits(value, scale, buf);
+    std::str::from_utf8(digits).unwrap_or_default()
+}
+
+/// [`scaled_by`]'s text as bytes, for writers of bytes (JSON): ASCII, so
+/// there is nothing to check.
+pub fn scaled_digits(value: i128, scale: u32, buf: &mut Digits) -> &[u8] {
     let abs = value.unsigned_abs();
     // u64 arithmetic where it fits: u128 division is a library call.
-    let (mut whole, mut frac) = match u64::try_from(abs) {
+    let (whole, frac) = match u64::try_from(abs) {
         Ok(small) => {
             let one = 10u64.pow(scale);
             (u128::from(small / one), small % one)
@@ -210,38 +212,29 @@ pub fn scaled_by(value: i128, scale: u32, buf: &mut Digits) -> &str {
             (abs / one, (abs % one) as u64)
         }
     };
-    if frac != 0 {
-        let mut digits = scale;
-        while frac % 10 == 0 {
-            frac /= 10;
-            digits -= 1;
-        }
-        for _ in 0..digits {
-            put(b'0' + (frac % 10) as u8);
-            frac /= 10;
-        }
-        put(b'.');
-    }
-    match u64::try_from(whole) {
-        Ok(mut small) => loop {
-            put(b'0' + (small % 10) as u8);
-            small /= 10;
-            if small == 0 {
-                break;
-            }
-        },
-        Err(_) => loop {
-            put(b'0' + (whole % 10) as u8);
-            whole /= 10;
-            if whole == 0 {
-                break;
-            }
-        },
-    }
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
     if value < 0 {
-        put(b'-');
+        put(b"-");
     }
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+    let mut text = itoa::Buffer::new();
+    put(match u64::try_from(whole) {
+        Ok(small) => text.format(small),
+        Err(_) => text.format(whole),
+    }
+    .as_bytes());
+    if frac != 0 {
+        // The fraction's digits, zero-padded to `scale`, without trailing zeros.
+        let digits = text.format(frac).as_bytes();
+        let end = digits.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+        put(b".");
+        put(&b"0000000000000000"[..scale as usize - digits.len()]);
+        put(&digits[..end]);
+    }
+    &buf[..len]
 }
 
 #[cfg(test)]

@@ -4,16 +4,27 @@
 //! bytes.
 
 use std::fmt::{self, Write as _};
+use std::sync::LazyLock;
 
 use crate::dataflow::Record;
-use crate::decimal::{scaled_by, Fixed, Wide, NOTIONAL_SCALE, SCALE};
+use crate::decimal::{scaled_digits, Fixed, Wide, NOTIONAL_SCALE, SCALE};
 use crate::output::{Column, Presence, Values, OUTPUTS};
+
+/// Every output's keys as written after a value, `,"name":`, made once: a
+/// key is then one copy (the first key of an object leaves out the comma).
+static KEYS: LazyLock<Vec<Vec<Box<[u8]>>>> = LazyLock::new(|| {
+    let key = |column: &Column| format!(",\"{}\":", column.name).into_bytes().into();
+    let keys = |columns: &[Column]| columns.iter().map(key).collect();
+    OUTPUTS.iter().map(|output| keys(output.columns)).collect()
+});
 
 /// Appends `record` to `out` as one compact JSON object (no newline).
 pub fn write(record: &Record, out: &mut Vec<u8>) {
+    let output = record.output();
     let mut object = Object {
         out,
-        columns: OUTPUTS[record.output()].columns,
+        columns: OUTPUTS[output].columns,
+        keys: &KEYS[output],
         next: 0,
         empty: true,
     };
@@ -25,6 +36,7 @@ pub fn write(record: &Record, out: &mut Vec<u8>) {
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     columns: &'static [Column],
+    keys: &'a [Box<[u8]>],
     next: usize,
     empty: bool,
 }
@@ -33,17 +45,14 @@ impl Object<'_> {
     /// Writes the next column's key, or returns false when an absent value
     /// is left out.
     fn key(&mut self, present: bool) -> bool {
-        let column = self.columns[self.next];
+        let at = self.next;
         self.next += 1;
-        if !present && column.presence == Presence::Omitted {
+        if !present && self.columns[at].presence == Presence::Omitted {
             return false;
         }
-        if !std::mem::take(&mut self.empty) {
-            self.out.push(b',');
-        }
-        self.out.push(b'"');
-        self.out.extend_from_slice(column.name.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        let first = std::mem::take(&mut self.empty);
+        self.out
+            .extend_from_slice(&self.keys[at][usize::from(first)..]);
         true
     }
 
@@ -59,7 +68,7 @@ impl Object<'_> {
     fn decimal(&mut self, value: i128, scale: u32) {
         self.out.push(b'"');
         self.out
-            .extend_from_slice(scaled_by(value, scale, &mut [0; 41]).as_bytes());
+            .extend_from_slice(scaled_digits(value, scale, &mut [0; 41]));
         self.out.push(b'"');
     }
 }
@@ -68,6 +77,13 @@ impl Object<'_> {
 /// characters (a rejected message's `raw` may hold any of them).
 fn escaped(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
+    // Ids, symbols and accounts almost never hold such a byte: one pass to
+    // see that, and one copy.
+    if !text.bytes().any(|b| matches!(b, b'"' | b'\\' | 0..=0x1f)) {
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     let mut plain = 0;
     for (i, byte) in text.bytes().enumerate() {
         let escape: &[u8] = match byte {
