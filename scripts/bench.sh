@@ -2,6 +2,7 @@
 # Throughput, latency and memory in one table (README "Performance"):
 #   - the book on exchange-core's mix, with a few thousand and with a
 #     million resting orders (criterion);
+#   - the contract's JSON written for the books' records (criterion);
 #   - `orderflow run` end to end into `dir:`: the generator on 1 and 2
 #     workers, one hot symbol, a JSONL file of the same orders;
 #   - latency paced at 100k (with and without the views) and 1M orders/s
@@ -16,21 +17,22 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 orders="${1:-10000000}"
 
-cargo bench -p orderflow-operators --bench book 2>&1 | tee /tmp/orderflow-bench-book.txt |
-  grep -E "^book/|thrpt:"
+cargo bench -p orderflow-operators --bench book --bench encode 2>&1 |
+  tee /tmp/orderflow-bench-book.txt | grep -E "^(book|encode)/|thrpt:"
 build release
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 rows=()
 
-# The median of criterion's throughput for bench $1, as "8.46M ops/s" (or
-# "979.36K ops/s": criterion prints the unit the figure needs).
-book() {
-  grep -A3 -E "^book/$1( |$)" /tmp/orderflow-bench-book.txt | grep -m1 "thrpt:" |
-    sed -E 's/.*thrpt: *\[[^ ]+ [^ ]+ ([^ ]+) ([KM])elem\/s .*/\1\2 ops\/s/'
+# The median of criterion's throughput for bench $1 (group/name), as
+# "8.46M" (or "979.36K": criterion prints the unit the figure needs).
+median() {
+  grep -A3 -E "^$1( |$)" /tmp/orderflow-bench-book.txt | grep -m1 "thrpt:" |
+    sed -E 's/.*thrpt: *\[[^ ]+ [^ ]+ ([^ ]+) ([KM])elem\/s .*/\1\2/'
 }
-rows+=("| book, exchange-core mix (few thousand resting) | $(book exchange_core_mix) |")
-rows+=("| book, exchange-core mix, 1M resting orders | $(book exchange_core_mix_1m_resting) |")
+rows+=("| book, exchange-core mix (few thousand resting) | $(median book/exchange_core_mix) ops/s |")
+rows+=("| book, exchange-core mix, 1M resting orders | $(median book/exchange_core_mix_1m_resting) ops/s |")
+rows+=("| JSON of the books' events, trades and bbo (\`json::write\`) | $(median encode/json) records/s |")
 
 # run LABEL ARGS…: one run into a fresh dir; its summary, latency and max RSS.
 run() {
