@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashSet};
+use rustc_hash::FxBuildHasher;
 
 use crate::decimal::Fixed;
+use crate::ids::IdSet;
 use crate::order::{
     Account, Command, OrderId, OrderMsg, Reason, Rejected, Side, Symbol, TimeInForce,
 };
@@ -123,7 +124,7 @@ pub struct OrderBook {
     /// reads the slot its caller reads next anyway.
     resting: HashTable<u32>,
     /// Ids accepted by a `new` that no longer rest.
-    retired: FxHashSet<OrderId>,
+    retired: IdSet,
     /// Input messages seen, rejected ones included.
     msg_seq: u64,
     trade_seq: u64,
@@ -139,7 +140,7 @@ impl OrderBook {
             slots: Vec::new(),
             free: Vec::new(),
             resting: HashTable::new(),
-            retired: FxHashSet::default(),
+            retired: IdSet::default(),
             msg_seq: 0,
             trade_seq: 0,
             last_price: None,
@@ -169,7 +170,7 @@ impl OrderBook {
                     )
                 })
                 .collect(),
-            retired: self.retired.iter().cloned().collect(),
+            retired: self.retired.iter().map(OrderId::from).collect(),
             positions: Vec::new(),
         }
     }
@@ -258,7 +259,7 @@ impl OrderBook {
             } => {
                 let outcome = self.enter(msg, side, price, qty, tif, out);
                 if outcome.0 != Status::Accepted {
-                    self.retired.insert(msg.order_id.clone());
+                    self.retired.insert(&msg.order_id);
                 }
                 outcome
             }
@@ -574,7 +575,7 @@ impl OrderBook {
         if let Ok(entry) = self.resting.find_entry(id_hash(&id), |&slot| slot == at) {
             entry.remove();
         }
-        self.retired.insert(id);
+        self.retired.insert(&id);
         self.free.push(at);
     }
 

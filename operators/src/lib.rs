@@ -7,6 +7,7 @@ pub mod book;
 pub mod dataflow;
 pub mod decimal;
 pub mod gen;
+pub mod ids;
 pub mod json;
 pub mod order;
 pub mod output;
