@@ -11,13 +11,11 @@
 //! the size of the book.
 
 use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
 
 use crate::decimal::Fixed;
-use crate::ids::IdSet;
+use crate::ids::{id_hash, IdSet};
 use crate::order::{
     Account, Command, OrderId, OrderMsg, Reason, Rejected, Side, Symbol, TimeInForce,
 };
@@ -631,9 +629,4 @@ impl OrderBook {
             Side::Sell => &mut self.asks,
         }
     }
-}
-
-/// The hash an id is filed under in the id table.
-fn id_hash(id: &str) -> u64 {
-    FxBuildHasher.hash_one(id)
 }

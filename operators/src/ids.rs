@@ -64,6 +64,12 @@ impl<S: AsRef<str>> FromIterator<S> for IdSet {
     }
 }
 
+/// The hash an id is filed under, here and in a book's table of resting
+/// orders.
+pub(crate) fn id_hash(id: &str) -> u64 {
+    hash(id.as_bytes())
+}
+
 /// The bytes of the id at `place`.
 fn at(bytes: &[u8], place: u64) -> &[u8] {
     let start = (place >> LENGTH_BITS) as usize;
