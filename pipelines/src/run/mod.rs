@@ -76,6 +76,10 @@ struct Job {
     /// The differential views, when one of their outputs is written.
     views: Option<ViewSpec>,
     pace: Option<Pace>,
+    /// When the run started: batch times count clock ticks from here, so
+    /// that the workers' ticks line up (a worker whose clock lagged its
+    /// peer's held the peer's batches back until it caught up).
+    started: Instant,
     latency: Arc<Latency>,
     /// What `--serve` reads and the hub the workers publish to.
     watch: Option<Arc<Watch>>,
@@ -263,8 +267,9 @@ fn execute(args: RunArgs, replay: Option<PathBuf>) -> anyhow::Result<()> {
             }),
         pace: args.rate.map(|rate| Pace {
             rate: rate as f64,
-            started: Instant::now(),
+            started,
         }),
+        started,
         latency: Arc::clone(&latency),
         watch: args.serve.map(|_| {
             Arc::new(Watch {
@@ -359,6 +364,7 @@ fn work(worker: &mut timely::worker::Worker, job: &Job) -> anyhow::Result<()> {
         job.idle_timeout,
         job.replay,
         job.pace,
+        job.started,
         Arc::clone(&job.latency),
     );
     let info = WorkerInfo {

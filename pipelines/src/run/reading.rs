@@ -33,8 +33,9 @@ pub struct Reading {
     /// The watermark each partition's last mark carried.
     sent_marks: Vec<i64>,
     last_data: Vec<Instant>,
-    /// The clock's tick when each partition last handed over a batch that
-    /// was not full: its next waits for the next tick.
+    /// The last tick each partition waits through once it has nothing more
+    /// to give now (its batch was not full, or paced, nothing is due): the
+    /// tick it was read in, and under a pace the ticks of a rest after.
     gathering: Vec<Option<Time>>,
     open: Vec<bool>,
     /// (time, source, offset after the batch) for batches still in the
@@ -59,6 +60,7 @@ impl Reading {
         idle_timeout: i64,
         replay: bool,
         pace: Option<Pace>,
+        started: Instant,
         latency: Arc<Latency>,
     ) -> Reading {
         let count = sources.len();
@@ -78,7 +80,7 @@ impl Reading {
             starts,
             latency,
             reported: None,
-            started: Instant::now(),
+            started,
         }
     }
 
@@ -98,6 +100,10 @@ impl Reading {
     ) -> anyhow::Result<bool> {
         let mut progressed = false;
         let tick = self.clock();
+        // A paced partition with nothing more now looks again a rest later
+        // (a slow pace's next message is far off), at a tick.
+        let rest = self.pace.as_ref().map_or(Duration::ZERO, Pace::rest);
+        let wait = tick + (rest.as_micros() / GATHER.as_micros()).saturating_sub(1) as Time;
         for (i, source) in self.sources.iter_mut().enumerate() {
             if !self.open[i] || self.gathering[i].is_some_and(|at| at >= tick) {
                 continue;
@@ -117,7 +123,7 @@ impl Reading {
                 Poll::Ready => {
                     let now = Instant::now();
                     self.last_data[i] = now;
-                    self.gathering[i] = (self.batch.len() < self.batch_size).then_some(tick);
+                    self.gathering[i] = (self.batch.len() < self.batch_size).then_some(wait);
                     self.in_flight.push_back((time, i, source.position().0));
                     let since = self
                         .pace
@@ -128,7 +134,9 @@ impl Reading {
                     self.batch.clear();
                     progressed = true;
                 }
-                Poll::Held => {}
+                // A worker that looked again every few microseconds, between
+                // ticks, spent the cores on steps.
+                Poll::Held => self.gathering[i] = Some(wait),
                 Poll::Idle => {
                     let idle = self.last_data[i].elapsed().as_millis() as i64;
                     source.reader().idle(idle, self.idle_timeout);
@@ -169,18 +177,19 @@ impl Reading {
         (self.started.elapsed().as_micros() / GATHER.as_micros()) as Time
     }
 
-    /// How long until the next tick, while every open partition is
-    /// gathering: the worker has nothing to read before then.
+    /// How long until the first tick at which a partition is read again,
+    /// while every open partition waits: the worker has nothing to read
+    /// before then.
     pub fn gathered_in(&self) -> Option<Duration> {
         let tick = self.clock();
-        let gathering = self.open.iter().zip(&self.gathering);
-        gathering
-            .filter(|(open, _)| **open)
-            .all(|(_, at)| at.is_some_and(|at| at >= tick))
-            .then(|| {
-                let next = Duration::from_micros((tick + 1) * GATHER.as_micros() as u64);
-                next.saturating_sub(self.started.elapsed())
-            })
+        let mut next = Time::MAX;
+        for (open, at) in self.open.iter().zip(&self.gathering) {
+            if *open {
+                next = next.min(at.filter(|&at| at >= tick)? + 1);
+            }
+        }
+        let next = Duration::from_micros(next.saturating_mul(GATHER.as_micros() as u64));
+        Some(next.saturating_sub(self.started.elapsed()))
     }
 
     /// The lowest watermark of the open partitions that have one.
