@@ -37,6 +37,9 @@ pub struct Reading {
     /// to give now (its batch was not full, or paced, nothing is due): the
     /// tick it was read in, and under a pace the ticks of a rest after.
     gathering: Vec<Option<Time>>,
+    /// The ticks of a rest after the one a partition was read in: under a
+    /// slow pace, whose next message is far off, it waits them too.
+    rest: Time,
     open: Vec<bool>,
     /// (time, source, offset after the batch) for batches still in the
     /// dataflow.
@@ -64,6 +67,8 @@ impl Reading {
         latency: Arc<Latency>,
     ) -> Reading {
         let count = sources.len();
+        let rest = pace.as_ref().map_or(Duration::ZERO, Pace::rest);
+        let rest = (rest.as_micros() / GATHER.as_micros()).saturating_sub(1) as Time;
         let starts = sources.iter().map(|s| s.pace_position()).collect();
         Reading {
             sources,
@@ -72,6 +77,7 @@ impl Reading {
             sent_marks: vec![i64::MIN; count],
             last_data: vec![Instant::now(); count],
             gathering: vec![None; count],
+            rest,
             open: vec![true; count],
             in_flight: VecDeque::new(),
             idle_timeout,
@@ -100,10 +106,7 @@ impl Reading {
     ) -> anyhow::Result<bool> {
         let mut progressed = false;
         let tick = self.clock();
-        // A paced partition with nothing more now looks again a rest later
-        // (a slow pace's next message is far off), at a tick.
-        let rest = self.pace.as_ref().map_or(Duration::ZERO, Pace::rest);
-        let wait = tick + (rest.as_micros() / GATHER.as_micros()).saturating_sub(1) as Time;
+        let wait = tick + self.rest;
         for (i, source) in self.sources.iter_mut().enumerate() {
             if !self.open[i] || self.gathering[i].is_some_and(|at| at >= tick) {
                 continue;
