@@ -5,17 +5,17 @@
 //! allocate per order; each price level is a FIFO queue threaded through the
 //! slab (O(1) append, O(1) cancel from the middle); levels sit in a `BTreeMap`
 //! for ordered best-price access; a hash table of slot numbers, hashed by the
-//! id in the slot, gives O(1) cancel and replace. Ids that no longer rest
+//! id in the slot, gives O(1) cancel and replace; in a deep book, where
+//! each of those lookups misses the cache, the caller fetches the lines of
+//! the next messages' orders ahead ([`OrderBook::prefetch`]). Ids that no longer rest
 //! move to a separate set, kept for the life of the stream so that a
 //! duplicate `new` is caught: the table that cancels and replaces hit stays
 //! the size of the book.
 
 use std::collections::BTreeMap;
 
-use hashbrown::HashTable;
-
 use crate::decimal::Fixed;
-use crate::ids::{id_hash, IdSet};
+use crate::ids::{id_hash, prefetch, IdSet, SlotTable};
 use crate::order::{
     Account, Command, OrderId, OrderMsg, Reason, Rejected, Side, Symbol, TimeInForce,
 };
@@ -85,6 +85,35 @@ impl BookOutput {
     }
 }
 
+/// Slots a book holds before [`OrderBook::prefetch`] fetches anything: a
+/// shallower book's slots and id table stay in the cache, where a prefetch
+/// only costs its address arithmetic.
+const DEEP: usize = 1 << 14;
+
+/// How many messages apart the stages of a prefetch run.
+const AHEAD: usize = 16;
+
+/// The messages whose cache lines to fetch before applying `messages[at]`,
+/// each with its stage: the one `AHEAD` later has its neighbours fetched,
+/// the one twice as far its slot, the one three times as far its entry.
+pub fn ahead<T>(messages: &[T], at: usize) -> impl Iterator<Item = (&T, Fetch)> {
+    [Fetch::Neighbours, Fetch::Order, Fetch::Entry]
+        .into_iter()
+        .zip(1..)
+        .filter_map(move |(fetch, n)| Some((messages.get(at + n * AHEAD)?, fetch)))
+}
+
+/// The stages of [`OrderBook::prefetch`], farthest ahead first: the id
+/// table's entry, then the order's slot (found by the entry), then its
+/// neighbours in the queue (found by the slot), each needing the one before
+/// it to be in the cache already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    Entry,
+    Order,
+    Neighbours,
+}
+
 type Top = (Option<(i64, i64)>, Option<(i64, i64)>);
 
 /// A book as a checkpoint keeps it: what it means, not how it is laid out.
@@ -116,11 +145,10 @@ pub struct OrderBook {
     asks: Ladder,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Resting orders' slots, found by the id each slot holds: four bytes
-    /// an order rather than a second copy of its id (a book of a million
-    /// resting orders takes ~30% less memory), and a lookup's id check
-    /// reads the slot its caller reads next anyway.
-    resting: HashTable<u32>,
+    /// Resting orders' slots, found by the id each slot holds: eight bytes
+    /// an order rather than a second copy of its id, and a lookup's id
+    /// check reads the slot its caller reads next anyway.
+    resting: SlotTable,
     /// Ids accepted by a `new` that no longer rest.
     retired: IdSet,
     /// Input messages seen, rejected ones included.
@@ -137,7 +165,7 @@ impl OrderBook {
             asks: Ladder::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            resting: HashTable::new(),
+            resting: SlotTable::default(),
             retired: IdSet::default(),
             msg_seq: 0,
             trade_seq: 0,
@@ -240,6 +268,37 @@ impl OrderBook {
         self.last_price.map(|p| (self.trade_seq, Fixed(p)))
     }
 
+    /// Hints the cache lines that applying `msg` will read: in a deep book
+    /// each is a miss, and a caller that knows its next messages fetches
+    /// them in stages ([`Fetch`]), farthest first, while earlier messages
+    /// are matched. Only a hint: a stale guess costs a wasted fetch.
+    pub fn prefetch(&self, msg: &OrderMsg, fetch: Fetch) {
+        if self.slots.len() < DEEP {
+            return;
+        }
+        let hash = id_hash(&msg.order_id);
+        if fetch == Fetch::Entry {
+            return self.resting.prefetch(hash);
+        }
+        let Some(slot) = self
+            .resting
+            .likely(hash)
+            .and_then(|at| self.slots.get(at as usize))
+        else {
+            return;
+        };
+        match fetch {
+            Fetch::Order => prefetch(slot),
+            _ => {
+                for at in [slot.prev, slot.next] {
+                    if let Some(neighbour) = self.slots.get(at as usize) {
+                        prefetch(neighbour);
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies one validated message, appending its event, trades and (if the
     /// top of book changed) its bbo to `out`.
     pub fn apply(&mut self, msg: &OrderMsg, out: &mut BookOutput) {
@@ -317,8 +376,7 @@ impl OrderBook {
     /// The slot of the resting order with this id.
     fn find(&self, id: &str) -> Option<u32> {
         self.resting
-            .find(id_hash(id), |&at| self.slots[at as usize].id == id)
-            .copied()
+            .find(id_hash(id), |at| self.slots[at as usize].id == id)
     }
 
     /// A new order that passed the duplicate check: match, then rest or expire.
@@ -528,9 +586,7 @@ impl OrderBook {
             }
         };
         self.place(at, out);
-        let slots = &self.slots;
-        self.resting
-            .insert_unique(hash, at, |&at| id_hash(&slots[at as usize].id));
+        self.resting.insert(hash, at);
     }
 
     /// Links the order in slot `at` at the back of its level's queue.
@@ -570,9 +626,7 @@ impl OrderBook {
     /// level), moving its id from the id table to the retired set.
     fn retire(&mut self, at: u32) {
         let id = std::mem::take(&mut self.slots[at as usize].id);
-        if let Ok(entry) = self.resting.find_entry(id_hash(&id), |&slot| slot == at) {
-            entry.remove();
-        }
+        self.resting.remove(id_hash(&id), at);
         self.retired.insert(&id);
         self.free.push(at);
     }
