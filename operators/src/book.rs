@@ -3,16 +3,22 @@
 //! Laid out as exchange-core and LMAX books are: resting orders live in a
 //! slab (`Vec<Slot>`) reused through a free list, so a warm book does not
 //! allocate per order; each price level is a FIFO queue threaded through the
-//! slab (O(1) append, O(1) cancel from the middle); levels sit in a `BTreeMap`
-//! for ordered best-price access; a hash table of slot numbers, hashed by the
-//! id in the slot, gives O(1) cancel and replace; in a deep book, where
+//! slab (O(1) append, O(1) cancel from the middle). Levels live in a slab of
+//! their own, found by price through a hash table (an order joins a level,
+//! and knows the one it leaves, without a walk down a tree), and each side's
+//! levels sit in a `BTreeMap` for ordered best-price access, touched only
+//! when a level opens or empties. A hash table of slot numbers, hashed by
+//! the id in the slot, gives O(1) cancel and replace. In a deep book, where
 //! each of those lookups misses the cache, the caller fetches the lines of
-//! the next messages' orders ahead ([`OrderBook::prefetch`]). Ids that no longer rest
-//! move to a separate set, kept for the life of the stream so that a
-//! duplicate `new` is caught: the table that cancels and replaces hit stays
-//! the size of the book.
+//! the next messages' orders and levels ahead ([`OrderBook::prefetch`]).
+//! Ids that no longer rest move to a separate set, kept for the life of the
+//! stream so that a duplicate `new` is caught: the table that cancels and
+//! replaces hit stays the size of the book.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use rustc_hash::FxBuildHasher;
 
 use crate::decimal::Fixed;
 use crate::ids::{id_hash, prefetch, IdSet, SlotTable};
@@ -34,26 +40,36 @@ struct Slot {
     remaining: i64,
     prev: u32,
     next: u32,
+    /// The level it rests at.
+    level: u32,
 }
 
 /// One price level: total quantity, order count and the ends of its FIFO queue.
 #[derive(Debug)]
 struct Level {
+    side: Side,
+    price: i64,
     qty: i64,
     orders: i64,
     head: u32,
     tail: u32,
 }
 
-/// Levels of one side keyed so that ascending order is priority order:
-/// asks by price, bids by negated price. The best level is always the first.
-type Ladder = BTreeMap<i64, Level>;
+/// The levels of one side, as numbers in the book's level slab, keyed so
+/// that ascending order is priority order: asks by price, bids by negated
+/// price. The best level is always the first.
+type Ladder = BTreeMap<i64, u32>;
 
 fn key(side: Side, price: i64) -> i64 {
     match side {
         Side::Buy => -price,
         Side::Sell => price,
     }
+}
+
+/// The hash a level is filed under in [`OrderBook::by_price`].
+fn price_hash(price: i64) -> u64 {
+    FxBuildHasher.hash_one(price)
 }
 
 /// A change to one price level: quantity and order count added (negative
@@ -104,9 +120,10 @@ pub fn ahead<T>(messages: &[T], at: usize) -> impl Iterator<Item = (&T, Fetch)> 
 }
 
 /// The stages of [`OrderBook::prefetch`], farthest ahead first: the id
-/// table's entry, then the order's slot (found by the entry), then its
-/// neighbours in the queue (found by the slot), each needing the one before
-/// it to be in the cache already.
+/// table's entry (and the price table's), then the order's slot and the
+/// level it goes to (found by the entries), then its neighbours in the
+/// queue, its level, and the tail it joins (found by the slot and the
+/// level), each stage needing the one before it in the cache already.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fetch {
     Entry,
@@ -143,6 +160,13 @@ pub struct OrderBook {
     symbol: Symbol,
     bids: Ladder,
     asks: Ladder,
+    /// Price levels, reused through a free list as slots are.
+    levels: Vec<Level>,
+    free_levels: Vec<u32>,
+    /// Levels found by price (of either side: a bid and an ask at one price
+    /// would have crossed): an order joins or leaves a level without a walk
+    /// down the ladder, which in a deep book misses the cache at each node.
+    by_price: SlotTable,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Resting orders' slots, found by the id each slot holds: eight bytes
@@ -163,6 +187,9 @@ impl OrderBook {
             symbol,
             bids: Ladder::new(),
             asks: Ladder::new(),
+            levels: Vec::new(),
+            free_levels: Vec::new(),
+            by_price: SlotTable::default(),
             slots: Vec::new(),
             free: Vec::new(),
             resting: SlotTable::default(),
@@ -235,6 +262,7 @@ impl OrderBook {
         [&self.bids, &self.asks]
             .into_iter()
             .flat_map(|ladder| ladder.values())
+            .map(|&level| &self.levels[level as usize])
             .flat_map(|level| {
                 std::iter::successors(
                     (level.head != NIL).then(|| &self.slots[level.head as usize]),
@@ -246,15 +274,17 @@ impl OrderBook {
     /// Every price level as a [`LevelChange`] from an empty book: what
     /// depth starts from when a book is restored.
     pub fn levels(&self) -> impl Iterator<Item = LevelChange> + '_ {
-        [(Side::Buy, &self.bids), (Side::Sell, &self.asks)]
+        [&self.bids, &self.asks]
             .into_iter()
-            .flat_map(|(side, ladder)| {
-                ladder.iter().map(move |(&k, l)| LevelChange {
-                    side,
-                    price: k.abs(),
-                    qty: l.qty,
-                    orders: l.orders,
-                })
+            .flat_map(|ladder| ladder.values())
+            .map(|&l| {
+                let level = &self.levels[l as usize];
+                LevelChange {
+                    side: level.side,
+                    price: level.price,
+                    qty: level.qty,
+                    orders: level.orders,
+                }
             })
     }
 
@@ -276,26 +306,36 @@ impl OrderBook {
         if self.slots.len() < DEEP {
             return;
         }
-        let hash = id_hash(&msg.order_id);
-        if fetch == Fetch::Entry {
-            return self.resting.prefetch(hash);
-        }
-        let Some(slot) = self
-            .resting
-            .likely(hash)
-            .and_then(|at| self.slots.get(at as usize))
-        else {
-            return;
-        };
-        match fetch {
-            Fetch::Order => prefetch(slot),
-            _ => {
-                for at in [slot.prev, slot.next] {
-                    if let Some(neighbour) = self.slots.get(at as usize) {
-                        prefetch(neighbour);
-                    }
-                }
+        let id = id_hash(&msg.order_id);
+        let price = match msg.command {
+            Command::New { price, .. } | Command::Replace { price, .. } => {
+                price.map(|p| price_hash(p.0))
             }
+            Command::Cancel => None,
+        };
+        if fetch == Fetch::Entry {
+            self.resting.prefetch(id);
+            return price.into_iter().for_each(|p| self.by_price.prefetch(p));
+        }
+        let slot = self
+            .resting
+            .likely(id)
+            .and_then(|at| self.slots.get(at as usize));
+        let level = price
+            .and_then(|p| self.by_price.likely(p))
+            .and_then(|l| self.levels.get(l as usize));
+        if fetch == Fetch::Order {
+            slot.into_iter().for_each(prefetch);
+            return level.into_iter().for_each(prefetch);
+        }
+        // The order leaves its queue and level, and joins another's tail.
+        let joins = level.map(|l| l.tail);
+        let leaves = slot.into_iter().flat_map(|s| [s.prev, s.next]);
+        for at in leaves.chain(joins) {
+            self.slots.get(at as usize).into_iter().for_each(prefetch);
+        }
+        if let Some(l) = slot.and_then(|s| self.levels.get(s.level as usize)) {
+            prefetch(l);
         }
     }
 
@@ -364,7 +404,11 @@ impl OrderBook {
     }
 
     fn top_raw(&self) -> Top {
-        let best = |ladder: &Ladder| ladder.first_key_value().map(|(&k, l)| (k.abs(), l.qty));
+        let best = |ladder: &Ladder| {
+            let (_, &l) = ladder.first_key_value()?;
+            let level = &self.levels[l as usize];
+            Some((level.price, level.qty))
+        };
         (best(&self.bids), best(&self.asks))
     }
 
@@ -443,12 +487,9 @@ impl OrderBook {
         let new_qty = qty.map_or(old_qty, |q| q.0);
         if new_price == old_price && new_qty <= old_qty {
             // A pure decrease keeps its place in the queue.
-            self.slots[at as usize].remaining = new_qty;
-            let level = self
-                .ladder_mut(side)
-                .get_mut(&key(side, old_price))
-                .expect("level of a resting order");
-            level.qty -= old_qty - new_qty;
+            let slot = &mut self.slots[at as usize];
+            slot.remaining = new_qty;
+            self.levels[slot.level as usize].qty -= old_qty - new_qty;
             out.levels.push(LevelChange {
                 side,
                 price: old_price,
@@ -489,17 +530,13 @@ impl OrderBook {
         out: &mut BookOutput,
     ) -> i64 {
         while qty > 0 {
-            let ladder = match side {
-                Side::Buy => &mut self.asks,
-                Side::Sell => &mut self.bids,
-            };
-            let Some(mut entry) = ladder.first_entry() else {
+            let Some((&best, &l)) = self.ladder(side.opposite()).first_key_value() else {
                 break;
             };
-            if *entry.key() > limit {
+            if best > limit {
                 break;
             }
-            let level = entry.get_mut();
+            let level = &mut self.levels[l as usize];
             let at = level.head;
             let maker = &mut self.slots[at as usize];
             let fill = qty.min(maker.remaining);
@@ -533,7 +570,7 @@ impl OrderBook {
                 let next = maker.next;
                 level.head = next;
                 if next == NIL {
-                    entry.remove();
+                    self.drop_level(l);
                 } else {
                     self.slots[next as usize].prev = NIL;
                 }
@@ -546,8 +583,8 @@ impl OrderBook {
     /// Whether `side` holds at least `qty` at levels crossing `limit`.
     fn fillable(&self, side: Side, limit: i64, qty: i64) -> bool {
         let mut available = 0;
-        for level in self.ladder(side).range(..=limit).map(|(_, l)| l) {
-            available += level.qty;
+        for &l in self.ladder(side).range(..=limit).map(|(_, l)| l) {
+            available += self.levels[l as usize].qty;
             if available >= qty {
                 return true;
             }
@@ -574,6 +611,7 @@ impl OrderBook {
             remaining: qty,
             prev: NIL,
             next: NIL,
+            level: NIL,
         };
         let at = match self.free.pop() {
             Some(at) => {
@@ -589,9 +627,10 @@ impl OrderBook {
         self.resting.insert(hash, at);
     }
 
-    /// Links the order in slot `at` at the back of its level's queue.
+    /// Links the order in slot `at` at the back of its level's queue,
+    /// opening the level if it is new.
     fn place(&mut self, at: u32, out: &mut BookOutput) {
-        let slot = &mut self.slots[at as usize];
+        let slot = &self.slots[at as usize];
         let (side, price, qty) = (slot.side, slot.price, slot.remaining);
         out.levels.push(LevelChange {
             side,
@@ -599,27 +638,65 @@ impl OrderBook {
             qty,
             orders: 1,
         });
-        let level = match side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
-        }
-        .entry(key(side, price))
-        .or_insert(Level {
-            qty: 0,
-            orders: 0,
-            head: NIL,
-            tail: NIL,
-        });
+        let l = match self.level_at(side, price) {
+            Some(l) => l,
+            None => self.open_level(side, price),
+        };
+        let level = &mut self.levels[l as usize];
         let tail = std::mem::replace(&mut level.tail, at);
         level.qty += qty;
         level.orders += 1;
-        slot.next = NIL;
-        slot.prev = tail;
         if tail == NIL {
             level.head = at;
         } else {
             self.slots[tail as usize].next = at;
         }
+        let slot = &mut self.slots[at as usize];
+        slot.next = NIL;
+        slot.prev = tail;
+        slot.level = l;
+    }
+
+    /// The level of `side` at `price`, if there is one.
+    fn level_at(&self, side: Side, price: i64) -> Option<u32> {
+        let levels = &self.levels;
+        self.by_price.find(price_hash(price), |l| {
+            let level = &levels[l as usize];
+            level.price == price && level.side == side
+        })
+    }
+
+    /// An empty level of `side` at `price`, on its ladder.
+    fn open_level(&mut self, side: Side, price: i64) -> u32 {
+        let level = Level {
+            side,
+            price,
+            qty: 0,
+            orders: 0,
+            head: NIL,
+            tail: NIL,
+        };
+        let l = match self.free_levels.pop() {
+            Some(l) => {
+                self.levels[l as usize] = level;
+                l
+            }
+            None => {
+                self.levels.push(level);
+                (self.levels.len() - 1) as u32
+            }
+        };
+        self.ladder_mut(side).insert(key(side, price), l);
+        self.by_price.insert(price_hash(price), l);
+        l
+    }
+
+    /// Takes an emptied level off its ladder and frees it.
+    fn drop_level(&mut self, l: u32) {
+        let Level { side, price, .. } = self.levels[l as usize];
+        self.ladder_mut(side).remove(&key(side, price));
+        self.by_price.remove(price_hash(price), l);
+        self.free_levels.push(l);
     }
 
     /// Frees the slot of an order that stopped resting (already out of its
@@ -640,6 +717,7 @@ impl OrderBook {
             remaining,
             prev,
             next,
+            level: l,
             ..
         } = self.slots[at as usize];
         if prev != NIL {
@@ -648,9 +726,7 @@ impl OrderBook {
         if next != NIL {
             self.slots[next as usize].prev = prev;
         }
-        let ladder = self.ladder_mut(side);
-        let k = key(side, price);
-        let level = ladder.get_mut(&k).expect("level of a resting order");
+        let level = &mut self.levels[l as usize];
         level.qty -= remaining;
         level.orders -= 1;
         out.levels.push(LevelChange {
@@ -666,7 +742,7 @@ impl OrderBook {
             level.tail = prev;
         }
         if level.head == NIL {
-            ladder.remove(&k);
+            self.drop_level(l);
         }
     }
 

@@ -92,7 +92,18 @@ impl Default for SlotTable {
 impl SlotTable {
     /// The slot filed under `hash` for which `is` holds.
     pub(crate) fn find(&self, hash: u64, is: impl Fn(u32) -> bool) -> Option<u32> {
-        self.probe(hash).find(|&slot| is(slot))
+        let mask = self.mask();
+        let mut at = home(hash) & mask;
+        loop {
+            let entry = self.entries[at];
+            if entry == EMPTY {
+                return None;
+            }
+            if entry >> 32 == hash & 0xffff_ffff && is(entry as u32) {
+                return Some(entry as u32);
+            }
+            at = (at + 1) & mask;
+        }
     }
 
     /// Files `slot` under `hash`; the caller knows it is not there yet.
@@ -148,18 +159,7 @@ impl SlotTable {
     /// The first slot filed under a hash whose low 32 bits equal `hash`'s:
     /// almost always the one a lookup will find, without reading any slot.
     pub(crate) fn likely(&self, hash: u64) -> Option<u32> {
-        self.probe(hash).next()
-    }
-
-    /// The slots filed under `hash`'s low 32 bits, in probe order.
-    fn probe(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
-        let mask = self.mask();
-        let start = home(hash) & mask;
-        (0..self.entries.len())
-            .map(move |i| self.entries[(start + i) & mask])
-            .take_while(|&e| e != EMPTY)
-            .filter(move |&e| e >> 32 == hash & 0xffff_ffff)
-            .map(|e| e as u32)
+        self.find(hash, |_| true)
     }
 
     fn mask(&self) -> usize {
