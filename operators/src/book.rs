@@ -101,8 +101,8 @@ impl BookOutput {
     }
 }
 
-/// Slots a book holds before [`OrderBook::prefetch`] fetches anything: a
-/// shallower book's slots and id table stay in the cache, where a prefetch
+/// Orders a book rests before [`OrderBook::prefetch`] fetches anything: a
+/// shallower book's slots and tables stay in the cache, where a prefetch
 /// only costs its address arithmetic.
 const DEEP: usize = 1 << 14;
 
@@ -298,12 +298,18 @@ impl OrderBook {
         self.last_price.map(|p| (self.trade_seq, Fixed(p)))
     }
 
+    /// Whether the book rests enough orders for [`prefetch`](Self::prefetch)
+    /// to fetch anything.
+    pub fn is_deep(&self) -> bool {
+        self.slots.len() - self.free.len() >= DEEP
+    }
+
     /// Hints the cache lines that applying `msg` will read: in a deep book
     /// each is a miss, and a caller that knows its next messages fetches
     /// them in stages ([`Fetch`]), farthest first, while earlier messages
     /// are matched. Only a hint: a stale guess costs a wasted fetch.
     pub fn prefetch(&self, msg: &OrderMsg, fetch: Fetch) {
-        if self.slots.len() < DEEP {
+        if !self.is_deep() {
             return;
         }
         let id = id_hash(&msg.order_id);

@@ -20,7 +20,7 @@ use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 use timely::scheduling::Activator;
 
-use crate::book::{BookOutput, BookState, OrderBook};
+use crate::book::{ahead, BookOutput, BookState, OrderBook};
 use crate::order::Symbol;
 use crate::output::{Bbo, Candle, Depth, Event, Exposure, Late, Position, Status, Trade, Values};
 use crate::partition::{Sequenced, WatermarkState};
@@ -332,7 +332,11 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                             feed.seed(&books[&symbol]);
                         }
                     }
-                    for &(_, _, c, i) in &order {
+                    let deep = books.values().any(OrderBook::is_deep);
+                    for (at, &(_, _, c, i)) in order.iter().enumerate() {
+                        if deep {
+                            prefetch(&books, &chunks, &order, at);
+                        }
                         let seq = &chunks[c as usize][i as usize];
                         let known = watermarks.entry(seq.partition).or_insert(i64::MIN);
                         if *known != seq.watermark {
@@ -598,6 +602,24 @@ fn book<'a>(
         books.insert(symbol.clone(), OrderBook::new(symbol.clone()));
     }
     books.get_mut(symbol).expect("inserted")
+}
+
+/// Fetches ahead the cache lines of the messages after `order[at]` that
+/// deep books will read ([`OrderBook::prefetch`]); `order` lists a time's
+/// messages as (partition, offset, chunk, index) of `chunks`.
+fn prefetch(
+    books: &FxHashMap<crate::order::Symbol, OrderBook>,
+    chunks: &[Vec<Sequenced>],
+    order: &[(u32, u64, u32, u32)],
+    at: usize,
+) {
+    for (&(_, _, c, i), fetch) in ahead(order, at) {
+        if let Ok(msg) = &chunks[c as usize][i as usize].msg {
+            if let Some(book) = books.get(&msg.symbol) {
+                book.prefetch(msg, fetch);
+            }
+        }
+    }
 }
 
 /// Event-time candles from the trades of [`Books`].
