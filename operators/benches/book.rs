@@ -102,6 +102,17 @@ fn mix(resting: usize, spread: i64) -> (Vec<OrderMsg>, Vec<OrderMsg>) {
     (messages, timed)
 }
 
+/// Applies `messages` as the books operator does.
+fn apply(book: &mut OrderBook, messages: &[OrderMsg], out: &mut BookOutput) {
+    for (at, msg) in messages.iter().enumerate() {
+        for (later, fetch) in ahead(messages, at) {
+            book.prefetch(later, fetch);
+        }
+        book.apply(msg, out);
+        out.clear();
+    }
+}
+
 fn book(c: &mut Criterion) {
     let mut group = c.benchmark_group("book");
     group.throughput(Throughput::Elements(MESSAGES as u64));
@@ -116,20 +127,11 @@ fn book(c: &mut Criterion) {
                 || {
                     let mut book = OrderBook::new("BENCH".into());
                     let mut out = BookOutput::default();
-                    for msg in &warm {
-                        book.apply(msg, &mut out);
-                        out.clear();
-                    }
+                    apply(&mut book, &warm, &mut out);
                     (book, out)
                 },
                 |(mut book, mut out)| {
-                    for (at, msg) in timed.iter().enumerate() {
-                        for (later, fetch) in ahead(&timed, at) {
-                            book.prefetch(later, fetch);
-                        }
-                        book.apply(msg, &mut out);
-                        out.clear();
-                    }
+                    apply(&mut book, &timed, &mut out);
                     book
                 },
                 BatchSize::PerIteration,
