@@ -67,6 +67,21 @@ fn key(side: Side, price: i64) -> i64 {
     }
 }
 
+/// Puts `item` in a freed place of `slab` if there is one, at its end if
+/// not, and returns its number.
+fn fill<T>(slab: &mut Vec<T>, free: &mut Vec<u32>, item: T) -> u32 {
+    match free.pop() {
+        Some(at) => {
+            slab[at as usize] = item;
+            at
+        }
+        None => {
+            slab.push(item);
+            (slab.len() - 1) as u32
+        }
+    }
+}
+
 /// The hash a level is filed under in [`OrderBook::by_price`].
 fn price_hash(price: i64) -> u64 {
     FxBuildHasher.hash_one(price)
@@ -321,7 +336,10 @@ impl OrderBook {
         };
         if fetch == Fetch::Entry {
             self.resting.prefetch(id);
-            return price.into_iter().for_each(|p| self.by_price.prefetch(p));
+            if let Some(price) = price {
+                self.by_price.prefetch(price);
+            }
+            return;
         }
         let slot = self
             .resting
@@ -332,7 +350,8 @@ impl OrderBook {
             .and_then(|l| self.levels.get(l as usize));
         if fetch == Fetch::Order {
             slot.into_iter().for_each(prefetch);
-            return level.into_iter().for_each(prefetch);
+            level.into_iter().for_each(prefetch);
+            return;
         }
         // The order leaves its queue and level, and joins another's tail.
         let joins = level.map(|l| l.tail);
@@ -619,16 +638,7 @@ impl OrderBook {
             next: NIL,
             level: NIL,
         };
-        let at = match self.free.pop() {
-            Some(at) => {
-                self.slots[at as usize] = slot;
-                at
-            }
-            None => {
-                self.slots.push(slot);
-                (self.slots.len() - 1) as u32
-            }
-        };
+        let at = fill(&mut self.slots, &mut self.free, slot);
         self.place(at, out);
         self.resting.insert(hash, at);
     }
@@ -682,16 +692,7 @@ impl OrderBook {
             head: NIL,
             tail: NIL,
         };
-        let l = match self.free_levels.pop() {
-            Some(l) => {
-                self.levels[l as usize] = level;
-                l
-            }
-            None => {
-                self.levels.push(level);
-                (self.levels.len() - 1) as u32
-            }
-        };
+        let l = fill(&mut self.levels, &mut self.free_levels, level);
         self.ladder_mut(side).insert(key(side, price), l);
         self.by_price.insert(price_hash(price), l);
         l

@@ -4,7 +4,8 @@
 //! to end in one buffer and a hash table holds each one's place in it
 //! (eight bytes): an id of ten characters costs ~20 bytes, where a set of
 //! `CompactString`s costs 24 bytes an id plus its table's share. Resting
-//! orders are found through a [`SlotTable`] of their slots.
+//! orders are found through a [`SlotTable`] of their slots (as a book's
+//! levels are, by price).
 
 use std::hash::BuildHasher;
 
@@ -65,13 +66,13 @@ impl<S: AsRef<str>> FromIterator<S> for IdSet {
     }
 }
 
-/// Resting orders' slots, found by their ids' hashes: open addressing
-/// with linear probing over eight-byte entries, each a slot number beside
-/// the low 32 bits of its id's hash (which also give its home, so the
-/// table grows without asking for ids again). Not hashbrown's table
-/// because in a deep book every lookup misses the cache, and a caller that
-/// knows its next orders can only fetch their entries early if it can say
-/// where an entry lives ([`SlotTable::prefetch`]).
+/// Slot numbers found by hash: a book's resting orders by id, its levels
+/// by price. Open addressing with linear probing over eight-byte entries,
+/// each a slot number beside the low 32 bits of its key's hash (which also
+/// give its home, so the table grows without asking for keys again). Not
+/// hashbrown's table because in a deep book every lookup misses the cache,
+/// and a caller that knows its next orders can only fetch their entries
+/// early if it can say where an entry lives ([`SlotTable::prefetch`]).
 #[derive(Debug)]
 pub(crate) struct SlotTable {
     entries: Vec<u64>,
