@@ -4,7 +4,9 @@
 #     million resting orders (criterion);
 #   - the contract's JSON written for the books' records (criterion);
 #   - `orderflow run` end to end into `dir:`: the generator on 1 and 2
-#     workers, one hot symbol, a JSONL file of the same orders;
+#     workers, one hot symbol, a JSONL file of the same orders, and a file
+#     of a deep book (scripts/deep_book.py: 1M resting orders on one
+#     symbol, then 1M of exchange-core's mix) on 1 worker;
 #   - latency paced at 100k (with and without the views) and 1M orders/s
 #     on 2 workers;
 #   - max RSS at 1M and at ORDERS orders;
@@ -69,6 +71,10 @@ rows+=("| gen $m, \`--hot-share 0.9\` → dir, 2 workers | $rate · max RSS $rss
 run "file of $m lines, 2 workers" --source "file:$scratch/orders.jsonl" --workers 2
 rows+=("| file of $m lines → dir, 2 workers | $rate · max RSS $rss |")
 rm "$scratch/orders.jsonl"
+scripts/deep_book.py "$scratch/deep.jsonl"
+run "deep book file, 1 worker, no views" --source "file:$scratch/deep.jsonl" --workers 1 --no-views
+rows+=("| file of a deep book (1M resting orders on one symbol, then 1M of the mix) → dir, 1 worker, \`--no-views\` | $rate · max RSS $rss |")
+rm "$scratch/deep.jsonl"
 run "paced 100k/s, 2 workers" --orders 3000000 --workers 2 --rate 100000
 rows+=("| latency at 100k orders/s paced, 2 workers | $latency |")
 run "paced 100k/s, 2 workers, no views" --orders 3000000 --workers 2 --rate 100000 --no-views
