@@ -285,6 +285,10 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                     (state.symbol.clone(), OrderBook::restore(state))
                 })
                 .collect();
+            // Books deep enough to fetch ahead for, kept count of as they
+            // grow and shrink rather than looked over per batch (a venue
+            // has thousands of symbols).
+            let mut deep = books.values().filter(|b| b.is_deep()).count();
             // Restored books seed the views once, in the first batch.
             let mut seed = views.map(|_| books.keys().cloned().collect::<Vec<_>>());
             let mut watermarks: FxHashMap<u32, i64> = FxHashMap::default();
@@ -332,9 +336,8 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                             feed.seed(&books[&symbol]);
                         }
                     }
-                    let deep = books.values().any(OrderBook::is_deep);
                     for (at, &(_, _, c, i)) in order.iter().enumerate() {
-                        if deep {
+                        if deep > 0 {
                             prefetch(&books, &chunks, &order, at);
                         }
                         let seq = &chunks[c as usize][i as usize];
@@ -350,10 +353,12 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
                         match (&seq.msg, seq.symbol()) {
                             (Ok(msg), _) => {
                                 let book = book(&mut books, &msg.symbol);
+                                let was_deep = book.is_deep();
                                 match cadence {
                                     Some(_) => feed.apply(book, msg, &mut out),
                                     None => book.apply(msg, &mut out),
                                 }
+                                deep = deep + usize::from(book.is_deep()) - usize::from(was_deep);
                             }
                             (Err(rejected), Some(symbol)) => {
                                 book(&mut books, symbol).reject(rejected, &mut out)
