@@ -94,7 +94,7 @@ impl SlotTable {
     /// The slot filed under `hash` for which `is` holds.
     pub(crate) fn find(&self, hash: u64, is: impl Fn(u32) -> bool) -> Option<u32> {
         let mask = self.mask();
-        let mut at = home(hash) & mask;
+        let mut at = self.home(hash);
         loop {
             let entry = self.entries[at];
             if entry == EMPTY {
@@ -112,13 +112,18 @@ impl SlotTable {
         if (self.len + 1) * 4 > self.entries.len() * 3 {
             self.grow();
         }
+        self.put(entry(hash, slot));
+        self.len += 1;
+    }
+
+    /// Writes `entry` in the first empty place from its home on.
+    fn put(&mut self, entry: u64) {
         let mask = self.mask();
-        let mut at = home(hash) & mask;
+        let mut at = self.home(entry >> 32);
         while self.entries[at] != EMPTY {
             at = (at + 1) & mask;
         }
-        self.entries[at] = entry(hash, slot);
-        self.len += 1;
+        self.entries[at] = entry;
     }
 
     /// Takes `slot`, filed under `hash`, out. Later entries of the run shift
@@ -127,7 +132,7 @@ impl SlotTable {
     pub(crate) fn remove(&mut self, hash: u64, slot: u32) {
         let mask = self.mask();
         let target = entry(hash, slot);
-        let mut hole = home(hash) & mask;
+        let mut hole = self.home(hash);
         while self.entries[hole] != target {
             if self.entries[hole] == EMPTY {
                 return;
@@ -142,7 +147,7 @@ impl SlotTable {
                 break;
             }
             // `next` may fill the hole unless its home lies after the hole.
-            let from_home = at.wrapping_sub(home_of(next)) & mask;
+            let from_home = at.wrapping_sub(self.home(next >> 32)) & mask;
             if from_home >= at.wrapping_sub(hole) & mask {
                 self.entries[hole] = next;
                 hole = at;
@@ -154,13 +159,18 @@ impl SlotTable {
 
     /// Asks the cache for the line where a lookup of `hash` starts.
     pub(crate) fn prefetch(&self, hash: u64) {
-        prefetch(&self.entries[home(hash) & self.mask()]);
+        prefetch(&self.entries[self.home(hash)]);
     }
 
     /// The first slot filed under a hash whose low 32 bits equal `hash`'s:
     /// almost always the one a lookup will find, without reading any slot.
     pub(crate) fn likely(&self, hash: u64) -> Option<u32> {
         self.find(hash, |_| true)
+    }
+
+    /// Where a lookup of `hash` starts: its low 32 bits, within the table.
+    fn home(&self, hash: u64) -> usize {
+        (hash & 0xffff_ffff) as usize & self.mask()
     }
 
     fn mask(&self) -> usize {
@@ -170,27 +180,14 @@ impl SlotTable {
     fn grow(&mut self) {
         let doubled = vec![EMPTY; self.entries.len() * 2];
         let old = std::mem::replace(&mut self.entries, doubled);
-        let mask = self.mask();
         for e in old.into_iter().filter(|&e| e != EMPTY) {
-            let mut at = home_of(e) & mask;
-            while self.entries[at] != EMPTY {
-                at = (at + 1) & mask;
-            }
-            self.entries[at] = e;
+            self.put(e);
         }
     }
 }
 
 fn entry(hash: u64, slot: u32) -> u64 {
     (hash & 0xffff_ffff) << 32 | u64::from(slot)
-}
-
-fn home(hash: u64) -> usize {
-    (hash & 0xffff_ffff) as usize
-}
-
-fn home_of(entry: u64) -> usize {
-    (entry >> 32) as usize
 }
 
 /// Hints that the cache lines holding `value` (its first and last byte)
