@@ -57,8 +57,30 @@ struct Level {
 
 /// The levels of one side, as numbers in the book's level slab, keyed so
 /// that ascending order is priority order: asks by price, bids by negated
-/// price. The best level is always the first.
-type Ladder = BTreeMap<i64, u32>;
+/// price. The best is also kept beside the tree: every message reads it
+/// (the top of book before and after, each match), where the tree's first
+/// entry is a walk down its left edge.
+#[derive(Debug, Default)]
+struct Ladder {
+    tree: BTreeMap<i64, u32>,
+    best: Option<(i64, u32)>,
+}
+
+impl Ladder {
+    fn insert(&mut self, key: i64, l: u32) {
+        self.tree.insert(key, l);
+        if self.best.is_none_or(|(best, _)| key < best) {
+            self.best = Some((key, l));
+        }
+    }
+
+    fn remove(&mut self, key: i64) {
+        self.tree.remove(&key);
+        if self.best.is_some_and(|(best, _)| best == key) {
+            self.best = self.tree.first_key_value().map(|(&k, &l)| (k, l));
+        }
+    }
+}
 
 fn key(side: Side, price: i64) -> i64 {
     match side {
@@ -200,8 +222,8 @@ impl OrderBook {
     pub fn new(symbol: Symbol) -> OrderBook {
         OrderBook {
             symbol,
-            bids: Ladder::new(),
-            asks: Ladder::new(),
+            bids: Ladder::default(),
+            asks: Ladder::default(),
             levels: Vec::new(),
             free_levels: Vec::new(),
             by_price: SlotTable::default(),
@@ -276,7 +298,7 @@ impl OrderBook {
     fn queue(&self) -> impl Iterator<Item = &Slot> {
         [&self.bids, &self.asks]
             .into_iter()
-            .flat_map(|ladder| ladder.values())
+            .flat_map(|ladder| ladder.tree.values())
             .map(|&level| &self.levels[level as usize])
             .flat_map(|level| {
                 std::iter::successors(
@@ -291,7 +313,7 @@ impl OrderBook {
     pub fn levels(&self) -> impl Iterator<Item = LevelChange> + '_ {
         [&self.bids, &self.asks]
             .into_iter()
-            .flat_map(|ladder| ladder.values())
+            .flat_map(|ladder| ladder.tree.values())
             .map(|&l| {
                 let level = &self.levels[l as usize];
                 LevelChange {
@@ -430,7 +452,7 @@ impl OrderBook {
 
     fn top_raw(&self) -> Top {
         let best = |ladder: &Ladder| {
-            let (_, &l) = ladder.first_key_value()?;
+            let (_, l) = ladder.best?;
             let level = &self.levels[l as usize];
             Some((level.price, level.qty))
         };
@@ -459,7 +481,7 @@ impl OrderBook {
         out: &mut BookOutput,
     ) -> (Status, Option<Reason>) {
         let opposite = self.ladder(side.opposite());
-        if price.is_none() && opposite.is_empty() {
+        if price.is_none() && opposite.best.is_none() {
             return (Status::Expired, Some(Reason::NoLiquidity));
         }
         // A limit crosses a level whose key is at or below its own key on
@@ -555,7 +577,7 @@ impl OrderBook {
         out: &mut BookOutput,
     ) -> i64 {
         while qty > 0 {
-            let Some((&best, &l)) = self.ladder(side.opposite()).first_key_value() else {
+            let Some((best, l)) = self.ladder(side.opposite()).best else {
                 break;
             };
             if best > limit {
@@ -608,7 +630,7 @@ impl OrderBook {
     /// Whether `side` holds at least `qty` at levels crossing `limit`.
     fn fillable(&self, side: Side, limit: i64, qty: i64) -> bool {
         let mut available = 0;
-        for &l in self.ladder(side).range(..=limit).map(|(_, l)| l) {
+        for &l in self.ladder(side).tree.range(..=limit).map(|(_, l)| l) {
             available += self.levels[l as usize].qty;
             if available >= qty {
                 return true;
@@ -701,7 +723,7 @@ impl OrderBook {
     /// Takes an emptied level off its ladder and frees it.
     fn drop_level(&mut self, l: u32) {
         let Level { side, price, .. } = self.levels[l as usize];
-        self.ladder_mut(side).remove(&key(side, price));
+        self.ladder_mut(side).remove(key(side, price));
         self.by_price.remove(price_hash(price), l);
         self.free_levels.push(l);
     }
