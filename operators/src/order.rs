@@ -246,7 +246,7 @@ pub fn parse(line: &str, fallback_ts: i64) -> Result<OrderMsg, Rejected> {
     };
     // Identity first, so that later rejections can name their order.
     let symbol = text(fields.symbol).filter(|s| valid_symbol(s));
-    let order_id = text(fields.order_id).filter(|s| !s.is_empty() && s.chars().count() <= 64);
+    let order_id = text(fields.order_id).filter(|s| !s.is_empty() && within_64_chars(s));
     let ts = match fields.ts.map(|raw| raw.get().parse::<i64>()) {
         None => Ok(fallback_ts),
         Some(Ok(ts)) if ts >= 0 => Ok(ts),
@@ -271,7 +271,7 @@ pub fn parse(line: &str, fallback_ts: i64) -> Result<OrderMsg, Rejected> {
         let account = match fields.account {
             None => None,
             Some(raw) => match text(Some(raw)) {
-                Some(a) if a.chars().count() <= 64 => Some(a),
+                Some(a) if within_64_chars(&a) => Some(a),
                 _ => return Err(Reason::Invalid(Field::Account)),
             },
         };
@@ -369,6 +369,12 @@ fn text(raw: Option<&RawValue>) -> Option<CompactString> {
     serde_json::from_str::<String>(json)
         .ok()
         .map(CompactString::from)
+}
+
+/// Ids and accounts are limited in characters, not bytes; a text of at
+/// most 64 bytes (nearly every one) needs no counting.
+fn within_64_chars(s: &str) -> bool {
+    s.len() <= 64 || s.chars().count() <= 64
 }
 
 fn valid_symbol(s: &str) -> bool {
@@ -500,6 +506,29 @@ mod tests {
         assert_eq!(
             parse(&long, 0).unwrap_err().reason,
             Reason::Invalid(Field::Symbol)
+        );
+    }
+
+    /// The limits count characters: 64 two-byte ones pass, 65 do not.
+    #[test]
+    fn ids_and_accounts_hold_up_to_64_characters() {
+        let cancel = |id: &str, account: &str| {
+            parse(
+                &format!(
+                    r#"{{"type":"cancel","order_id":"{id}","symbol":"X","account":"{account}"}}"#
+                ),
+                0,
+            )
+        };
+        let (at_limit, over) = ("é".repeat(64), "é".repeat(65));
+        assert!(cancel(&at_limit, &at_limit).is_ok());
+        assert_eq!(
+            cancel(&over, "a").unwrap_err().reason,
+            Reason::Invalid(Field::OrderId)
+        );
+        assert_eq!(
+            cancel("a", &over).unwrap_err().reason,
+            Reason::Invalid(Field::Account)
         );
     }
 
