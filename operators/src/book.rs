@@ -148,21 +148,30 @@ const AHEAD: usize = 16;
 
 /// The messages whose cache lines to fetch before applying `messages[at]`,
 /// each with its stage: the one `AHEAD` later has its neighbours fetched,
-/// the one twice as far its slot, the one three times as far its entry.
+/// the one twice as far its slot, three times as far its entry, four times
+/// as far the message itself.
 pub fn ahead<T>(messages: &[T], at: usize) -> impl Iterator<Item = (&T, Fetch)> {
-    [Fetch::Neighbours, Fetch::Order, Fetch::Entry]
-        .into_iter()
-        .zip(1..)
-        .filter_map(move |(fetch, n)| Some((messages.get(at + n * AHEAD)?, fetch)))
+    [
+        Fetch::Neighbours,
+        Fetch::Order,
+        Fetch::Entry,
+        Fetch::Message,
+    ]
+    .into_iter()
+    .zip(1..)
+    .filter_map(move |(fetch, n)| Some((messages.get(at + n * AHEAD)?, fetch)))
 }
 
-/// The stages of [`OrderBook::prefetch`], farthest ahead first: the id
-/// table's entry (and the price table's), then the order's slot and the
+/// The stages of [`OrderBook::prefetch`], farthest ahead first: the message
+/// itself (its id and price are where the next stage starts, and a stream
+/// read at three spaced places outran the hardware's own prefetching), the
+/// id table's entry (and the price table's), then the order's slot and the
 /// level it goes to (found by the entries), then its neighbours in the
 /// queue, its level, and the tail it joins (found by the slot and the
 /// level), each stage needing the one before it in the cache already.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fetch {
+    Message,
     Entry,
     Order,
     Neighbours,
@@ -349,6 +358,11 @@ impl OrderBook {
         if !self.is_deep() {
             return;
         }
+        // A caller whose messages sit in a wrapper fetches the wrapper
+        // instead: finding the book for a message reads it.
+        if fetch == Fetch::Message {
+            return prefetch(msg);
+        }
         let id = id_hash(&msg.order_id);
         let price = match msg.command {
             Command::New { price, .. } | Command::Replace { price, .. } => {
@@ -375,11 +389,17 @@ impl OrderBook {
             level.into_iter().for_each(prefetch);
             return;
         }
-        // The order leaves its queue and level, and joins another's tail.
-        let joins = level.map(|l| l.tail);
-        let leaves = slot.into_iter().flat_map(|s| [s.prev, s.next]);
-        for at in leaves.chain(joins) {
-            self.slots.get(at as usize).into_iter().for_each(prefetch);
+        // The order leaves its queue and level, and joins another's tail:
+        // of those slots only the link it rewrites is fetched, one line
+        // each where a whole slot may span two.
+        let slot_at = |at: u32| self.slots.get(at as usize);
+        let leaves = slot.into_iter().flat_map(|s| {
+            let prev = slot_at(s.prev).map(|p| &p.next);
+            [prev, slot_at(s.next).map(|n| &n.prev)]
+        });
+        let joins = level.and_then(|l| slot_at(l.tail)).map(|t| &t.next);
+        for link in leaves.chain([joins]).flatten() {
+            prefetch(link);
         }
         if let Some(l) = slot.and_then(|s| self.levels.get(s.level as usize)) {
             prefetch(l);

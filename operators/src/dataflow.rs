@@ -20,7 +20,7 @@ use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 use timely::scheduling::Activator;
 
-use crate::book::{ahead, BookOutput, BookState, OrderBook};
+use crate::book::{ahead, BookOutput, BookState, Fetch, OrderBook};
 use crate::order::Symbol;
 use crate::output::{Bbo, Candle, Depth, Event, Exposure, Late, Position, Status, Trade, Values};
 use crate::partition::{Sequenced, WatermarkState};
@@ -619,7 +619,12 @@ fn prefetch(
     at: usize,
 ) {
     for (&(_, _, c, i), fetch) in ahead(order, at) {
-        if let Ok(msg) = &chunks[c as usize][i as usize].msg {
+        let sequenced = &chunks[c as usize][i as usize];
+        if fetch == Fetch::Message {
+            crate::ids::prefetch(sequenced);
+            continue;
+        }
+        if let Ok(msg) = &sequenced.msg {
             if let Some(book) = books.get(&msg.symbol) {
                 book.prefetch(msg, fetch);
             }
