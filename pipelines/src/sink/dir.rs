@@ -117,7 +117,9 @@ impl DirSink {
                 copy.run(parts)
             })?;
             let writer = OutputWriter {
-                out: BufWriter::with_capacity(1 << 20, file),
+                // A worker's full chunk is at least this long, so it goes
+                // to the file as it is; only a step's short ones are joined.
+                out: BufWriter::with_capacity(FLUSH_AT, file),
                 length,
                 written_back: length,
                 copy,
