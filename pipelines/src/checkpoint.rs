@@ -468,9 +468,7 @@ impl Collector {
         )?;
         let done = self.dir.join(name(id));
         std::fs::rename(&tmp, &done).with_context(|| format!("completing {}", done.display()))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", self.dir.display()))?;
+        sync_dir(&self.dir)?;
         if let Ok(mut stats) = self.stats.lock() {
             stats.completed += 1;
             stats.last_id = Some(id);
@@ -500,6 +498,14 @@ impl Collector {
         }
         Ok(())
     }
+}
+
+/// Makes `dir`'s entries durable: a file created or renamed there is only
+/// found after a crash once its directory is synced too.
+pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Writes `bytes` to `path` and makes them durable before returning.

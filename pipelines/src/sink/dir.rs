@@ -36,6 +36,7 @@ use parquet::arrow::ArrowWriter;
 use super::columnar::Columns;
 use super::queue::{Items, Queue, Writers};
 use super::{Commits, Health, Sink, SinkHandle, SinkState, WorkerInfo};
+use crate::checkpoint::sync_dir;
 
 /// Bytes of lines a worker buffers per output before handing them over.
 const FLUSH_AT: usize = 1 << 18;
@@ -133,6 +134,9 @@ impl DirSink {
                 })?,
             );
         }
+        // The files just created must outlast a crash as their synced
+        // lengths do.
+        sync_dir(dir)?;
         Ok(DirSink {
             queues: Mutex::new(Some(queues)),
             writers,
@@ -445,11 +449,18 @@ impl ParquetCopy {
         Ok(ParquetCopy { writer, tmp })
     }
 
-    /// Completes the file and renames it to `path`.
+    /// Completes the file and renames it to `path`, durably: a checkpoint
+    /// counts the part committed once this returns, and a restart never
+    /// writes it again.
     fn finish(self, path: &Path) -> anyhow::Result<()> {
         self.writer.close()?;
+        File::open(&self.tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", self.tmp.display()))?;
         std::fs::rename(&self.tmp, path)
-            .with_context(|| format!("renaming {} to {}", self.tmp.display(), path.display()))
+            .with_context(|| format!("renaming {} to {}", self.tmp.display(), path.display()))?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        sync_dir(dir.unwrap_or(Path::new(".")))
     }
 }
 
