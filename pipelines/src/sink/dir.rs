@@ -48,11 +48,8 @@ const LINGER: Duration = Duration::from_millis(1);
 /// Chunks a writer's queue holds: what the workers hand over in a
 /// [`LINGER`] between steps, with room to spare.
 const QUEUED: usize = 64;
-/// Bytes of lines after which a writer has the kernel start writing them
-/// to disk, as RocksDB's `bytes_per_sync` does: the sync at the end of a
-/// run (or at a checkpoint) then finds little left to write, rather than
-/// every byte since the start, which held the run's end for a third of a
-/// second per 600 MB.
+/// Bytes after which a file's writer has the kernel start writing them to
+/// disk ([`WriteBack`]).
 const WRITE_BACK: u64 = 8 << 20;
 
 pub struct DirSink {
@@ -120,9 +117,8 @@ impl DirSink {
             let writer = OutputWriter {
                 // A worker's full chunk is at least this long, so it goes
                 // to the file as it is; only a step's short ones are joined.
-                out: BufWriter::with_capacity(FLUSH_AT, file),
+                out: BufWriter::with_capacity(FLUSH_AT, WriteBack::new(file, length)),
                 length,
-                written_back: length,
                 copy,
                 jsonl,
                 at_barrier: vec![None; workers],
@@ -223,11 +219,9 @@ impl Parts {
 /// lines, which the workers hand over after every step, must not queue
 /// behind it (a full queue stops the workers).
 struct OutputWriter {
-    out: BufWriter<File>,
+    out: BufWriter<WriteBack>,
     /// Bytes in the JSONL file once `out` is flushed.
     length: u64,
-    /// Bytes the kernel was asked to write to disk.
-    written_back: u64,
     copy: Queue<ToCopy>,
     jsonl: PathBuf,
     /// The barrier each worker has reached and the others not yet.
@@ -284,11 +278,6 @@ impl OutputWriter {
             Chunk::Lines(_, lines, _) => {
                 self.out.write_all(&lines).with_context(|| self.context())?;
                 self.length += lines.len() as u64;
-                if self.length - self.written_back >= WRITE_BACK {
-                    self.out.flush().with_context(|| self.context())?;
-                    write_back(self.out.get_ref(), self.written_back, self.length);
-                    self.written_back = self.length;
-                }
             }
             Chunk::Columns(_, rows) => self.copy.send(ToCopy::Rows(rows))?,
             Chunk::Barrier(_, id) => {
@@ -322,7 +311,7 @@ impl OutputWriter {
     fn commit(&mut self, id: u64) -> anyhow::Result<()> {
         self.out
             .flush()
-            .and_then(|()| self.out.get_ref().sync_data())
+            .and_then(|()| self.out.get_ref().file.sync_data())
             .with_context(|| self.context())?;
         self.copy.send(ToCopy::Commit(id, self.length))
     }
@@ -334,29 +323,73 @@ impl OutputWriter {
         self.out
             .into_inner()
             .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
+            .and_then(|w| w.file.sync_all())
             .with_context(|| context)
     }
 }
 
-/// Has the kernel start writing `file`'s bytes `from..to` to disk, without
-/// waiting for it. Only a head start: a failed write shows in the sync that
-/// makes the bytes durable.
-fn write_back(file: &File, from: u64, to: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let (Ok(from), Ok(bytes)) = (i64::try_from(from), i64::try_from(to - from)) else {
-            return;
-        };
-        // SAFETY: the descriptor is `file`'s, open for the call's length,
-        // and the call reads no memory of ours.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), from, bytes, libc::SYNC_FILE_RANGE_WRITE);
+/// A file whose writer has the kernel start writing every [`WRITE_BACK`]
+/// bytes to disk as they come, without waiting (as RocksDB's
+/// `bytes_per_sync` does): the sync that makes them durable, at a
+/// checkpoint or at the end of a run, then finds little left to write,
+/// rather than every byte since the start (which held the end of a run of
+/// 2M orders for a third of a second). Only a head start: a failed write
+/// shows in that sync.
+struct WriteBack {
+    file: File,
+    /// Where the next byte goes, and where the last head start ended.
+    at: u64,
+    started: u64,
+}
+
+impl WriteBack {
+    /// `file`, positioned at `at`.
+    fn new(file: File, at: u64) -> WriteBack {
+        WriteBack {
+            file,
+            at,
+            started: at,
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, from, to);
+
+    fn start_writing(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (Ok(from), Ok(bytes)) = (
+                i64::try_from(self.started),
+                i64::try_from(self.at - self.started),
+            ) else {
+                return;
+            };
+            // SAFETY: the descriptor is the open file's own, and the call
+            // reads no memory of ours.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    from,
+                    bytes,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        self.started = self.at;
+    }
+}
+
+impl Write for WriteBack {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(bytes)?;
+        self.at += written as u64;
+        if self.at - self.started >= WRITE_BACK {
+            self.start_writing();
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// What an output's writer hands its copy writer, in the order of the
@@ -436,7 +469,7 @@ impl CopyWriter {
 /// The Parquet copy of one output, kept under a temporary name until
 /// complete.
 struct ParquetCopy {
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<WriteBack>,
     tmp: PathBuf,
 }
 
@@ -445,17 +478,20 @@ impl ParquetCopy {
         let tmp = tmp.to_path_buf();
         let schema = Arc::new(super::columnar::schema(output));
         let props = super::columnar::properties(output);
-        let writer = ArrowWriter::try_new(File::create(&tmp)?, schema, Some(props))?;
+        let file = WriteBack::new(File::create(&tmp)?, 0);
+        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
         Ok(ParquetCopy { writer, tmp })
     }
 
     /// Completes the file and renames it to `path`, durably: a checkpoint
     /// counts the part committed once this returns, and a restart never
     /// writes it again.
-    fn finish(self, path: &Path) -> anyhow::Result<()> {
-        self.writer.close()?;
-        File::open(&self.tmp)
-            .and_then(|f| f.sync_all())
+    fn finish(mut self, path: &Path) -> anyhow::Result<()> {
+        self.writer.finish()?;
+        self.writer
+            .inner()
+            .file
+            .sync_all()
             .with_context(|| format!("syncing {}", self.tmp.display()))?;
         std::fs::rename(&self.tmp, path)
             .with_context(|| format!("renaming {} to {}", self.tmp.display(), path.display()))?;
