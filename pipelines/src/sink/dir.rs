@@ -616,3 +616,33 @@ impl SinkHandle for DirHandle {
         self.send_all(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes written through a `BufWriter` in chunks of any size reach the
+    /// file whole and in order, and the head start comes with the write
+    /// that passes 8 MiB.
+    #[test]
+    fn write_back_passes_every_byte_on_and_starts_at_8_mib() {
+        let path = std::env::temp_dir().join(format!("orderflow-wb-{}", std::process::id()));
+        let bytes: Vec<u8> = (0..12 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let mut out =
+            BufWriter::with_capacity(FLUSH_AT, WriteBack::new(File::create(&path).unwrap(), 0));
+        for chunk in bytes.chunks(300_007) {
+            out.write_all(chunk).unwrap();
+        }
+        let file = out.into_inner().map_err(|e| e.into_error()).unwrap();
+        // One head start, at the write that passed 8 MiB.
+        assert_eq!(file.at, 12 << 20);
+        let past = file.started.checked_sub(WRITE_BACK);
+        assert!(
+            past.is_some_and(|b| b < 300_007),
+            "started at {}",
+            file.started
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        std::fs::remove_file(path).unwrap();
+    }
+}
