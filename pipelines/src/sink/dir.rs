@@ -8,8 +8,10 @@
 //! Parquet copy before it is complete and a small batch costs the Parquet
 //! writer as much as a big one. The writer appends the lines to the JSONL
 //! file and the columns to the Parquet copy (schema in
-//! [`super::columnar`]), which is written under a temporary name and
-//! renamed when complete, so a reader never sees half a file.
+//! [`super::columnar`]), which is written under a temporary name, synced
+//! and renamed when complete, so a reader never sees half a file and a
+//! committed part outlasts a crash of the machine. Both files get a head
+//! start to disk as they grow ([`WriteBack`]).
 //!
 //! With checkpoints, a writer aligns the workers at each checkpoint's
 //! barrier (rows a worker sends after its barrier wait until every worker
