@@ -15,6 +15,7 @@ use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::operators::CountTotal;
 use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValSpine};
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use rustc_hash::FxHashMap;
@@ -406,9 +407,6 @@ impl Holdings {
 /// the symbol's latest trade seq and price).
 type PositionRow = ((Account, Symbol), Fill, u64, i64);
 
-/// An exposure row: (account, (gross, net, long, short, symbols, version)).
-type ExposureRow = (Account, (i128, i128, i128, i128, u64, u64));
-
 /// A depth row: ((symbol, side), (level, price, qty, orders)).
 type DepthRow = ((Symbol, Side), (u64, i64, i64, u64));
 
@@ -485,30 +483,20 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
         );
 
         // Each positions row adds its part to its account's sums, and its
-        // retraction takes it away: `reduce` then sees one accumulated value
-        // per account, however many symbols it holds, rather than replaying
-        // them all whenever one of them is re-marked.
+        // retraction takes it away: an account's exposure is the accumulated
+        // difference of its key, which `count_total` reads off the trace (one
+        // seek per changed account) where `reduce` would replay the key's
+        // history and keep an output trace besides.
         let exposure = positions
             .inner
             .clone()
             .map(|(((account, symbol), fill, seq, price), time, diff)| {
                 let exposure = position(account.clone(), symbol, fill, seq, price).exposure();
                 let part = Holdings::of(exposure.0, fill.bought != fill.sold, seq);
-                ((account, ()), time, part.times(diff))
+                (account, time, part.times(diff))
             })
             .as_collection()
-            .reduce_named("Exposure", |_account, held, out| {
-                let held: &Holdings = &held[0].1;
-                let row = (
-                    held.gross,
-                    held.net,
-                    held.long,
-                    held.short,
-                    u64::try_from(held.symbols).unwrap_or(0),
-                    u64::try_from(held.version).unwrap_or(0),
-                );
-                out.push((row, 1isize));
-            });
+            .count_total_core::<isize>();
 
         let seqs = seqs.flat_map(|change| match change {
             ViewChange::Seq { symbol, seq } => Some((symbol, seq)),
@@ -530,16 +518,16 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
         let exposure = settle(
             exposure.inner,
             none(),
-            |rows: Vec<ExposureRow>, _, _, out| {
-                for (account, (gross, net, long, short, symbols, version)) in rows {
+            |rows: Vec<(Account, Holdings)>, _, _, out| {
+                for (account, held) in rows {
                     out.push(Record::Exposure(Exposure {
                         account,
-                        gross: Wide(gross),
-                        net: Wide(net),
-                        long: Wide(long),
-                        short: Wide(short),
-                        symbols,
-                        version,
+                        gross: Wide(held.gross),
+                        net: Wide(held.net),
+                        long: Wide(held.long),
+                        short: Wide(held.short),
+                        symbols: u64::try_from(held.symbols).unwrap_or(0),
+                        version: u64::try_from(held.version).unwrap_or(0),
                     }));
                 }
             },
