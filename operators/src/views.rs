@@ -462,10 +462,12 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
             } => Some((((symbol, account), ()), fill)),
             _ => None,
         });
-        let held = reduce_local(fills, "Fills", |_, fill, out| {
-            out.push((fill[0].1, 1isize));
-        })
-        .map(|((symbol, account), fill)| (symbol, (account, fill)));
+        // An account's fills in a symbol are its key's accumulated
+        // difference: `count_total` reads it off the trace, where `reduce`
+        // would replay the key's history and keep an output trace besides.
+        let held = arrange_local(fills, "Fills")
+            .count_total_core::<isize>()
+            .map(|((symbol, account), fill)| (symbol, (account, fill)));
         let lasts = updates(lasts, |change| match change {
             ViewChange::Last {
                 symbol,
