@@ -1,7 +1,8 @@
 //! Positions, exposure and market depth as differential-dataflow views
 //! (CONTRACT §3): collections fed from the books' changes, kept exact under
-//! retractions by `reduce` and `join`, and emitted as rows per drain of the
-//! books' changes (every `--view-interval`, the symbols in turns).
+//! retractions by `count_total`, `reduce` and `join`, and emitted as rows
+//! per drain of the books' changes (every `--view-interval`, the symbols in
+//! turns).
 //!
 //! Depth and positions stay on their symbol's worker (their arrangements
 //! are built with the `Pipeline` contract: the books already sent every
@@ -287,7 +288,7 @@ macro_rules! additive {
 
 additive! {
     /// An account's trading in one symbol, summed: the difference type of the
-    /// fills collection, so that `reduce` sees one accumulated value per key
+    /// fills collection, so that a key's state is one accumulated value
     /// however many trades made it.
     pub struct Fill {
         pub bought: i128,
