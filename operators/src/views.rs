@@ -464,8 +464,9 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
             _ => None,
         });
         // An account's fills in a symbol are its key's accumulated
-        // difference: `count_total` reads it off the trace, where `reduce`
-        // would replay the key's history and keep an output trace besides.
+        // difference: `count_total` reads it off the trace with one seek per
+        // changed key, where `reduce` would replay the key's history and
+        // keep an output trace besides.
         let held = arrange_local(fills, "Fills")
             .count_total_core::<isize>()
             .map(|((symbol, account), fill)| (symbol, (account, fill)));
@@ -486,10 +487,9 @@ impl<'scope> Views<'scope> for StreamVec<'scope, Time, ViewChange> {
         );
 
         // Each positions row adds its part to its account's sums, and its
-        // retraction takes it away: an account's exposure is the accumulated
-        // difference of its key, which `count_total` reads off the trace (one
-        // seek per changed account) where `reduce` would replay the key's
-        // history and keep an output trace besides.
+        // retraction takes it away: an account's exposure is its key's
+        // accumulated difference, read as the fills' are, one seek per
+        // changed account however many symbols it holds.
         let exposure = positions
             .inner
             .clone()
