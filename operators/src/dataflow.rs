@@ -424,8 +424,8 @@ impl<'scope> Books<'scope> for StreamVec<'scope, Time, Sequenced> {
 }
 
 /// The groups of symbols that take turns in telling the views: each turn's
-/// work (re-marking every holder of its symbols, through the views' joins
-/// and reduces) runs in one step of the worker, and the books' records
+/// work (re-marking every holder of its symbols, through the views' join
+/// and sums) runs in one step of the worker, and the books' records
 /// queued behind it wait as long.
 const TURNS: u32 = 100;
 

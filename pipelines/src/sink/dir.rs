@@ -442,7 +442,7 @@ impl CopyWriter {
     /// checkpoint `id`'s part; then the output has made `id` durable.
     fn commit(&mut self, id: u64, length: u64) -> anyhow::Result<()> {
         if let Some(copy) = self.copy.take() {
-            copy.finish(&self.parts.part(id))?;
+            copy.finish(&self.parts.dir, &self.parts.part(id))?;
         }
         if let Some(commits) = &self.commits {
             let lengths = vec![length];
@@ -463,7 +463,7 @@ impl CopyWriter {
                 Some(copy) => copy,
                 None => ParquetCopy::create(&self.parts.tmp(), self.output)?,
             }
-            .finish(&self.parts.whole()),
+            .finish(&self.parts.dir, &self.parts.whole()),
         }
     }
 }
@@ -485,10 +485,10 @@ impl ParquetCopy {
         Ok(ParquetCopy { writer, tmp })
     }
 
-    /// Completes the file and renames it to `path`, durably: a checkpoint
-    /// counts the part committed once this returns, and a restart never
-    /// writes it again.
-    fn finish(mut self, path: &Path) -> anyhow::Result<()> {
+    /// Completes the file and renames it to `path` in `dir`, durably: a
+    /// checkpoint counts the part committed once this returns, and a restart
+    /// never writes it again.
+    fn finish(mut self, dir: &Path, path: &Path) -> anyhow::Result<()> {
         self.writer.finish()?;
         self.writer
             .inner()
@@ -497,8 +497,7 @@ impl ParquetCopy {
             .with_context(|| format!("syncing {}", self.tmp.display()))?;
         std::fs::rename(&self.tmp, path)
             .with_context(|| format!("renaming {} to {}", self.tmp.display(), path.display()))?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        sync_dir(dir.unwrap_or(Path::new(".")))
+        sync_dir(dir)
     }
 }
 
