@@ -8,6 +8,12 @@
 //! one partition therefore yields exactly that partition's share of the
 //! global stream, which lets every worker generate its own partitions in
 //! parallel while the output stays the same for any worker count.
+//!
+//! Each message is drawn as a typed [`Draw`] and then either written as the
+//! contract's JSON (`orderflow gen`, Kafka) or, in the pipeline's `gen`
+//! source, handed over as the order that JSON parses to: generating text
+//! only to parse it again cost a fifth of a flat-out run. Only the invalid
+//! messages go through the parser, which rejects them as any input.
 
 use std::collections::VecDeque;
 
@@ -15,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::decimal::{scaled, Fixed, ONE};
+use crate::order::{Account, Command, OrderId, OrderMsg, Side, Symbol, TimeInForce};
 
 #[derive(Clone, Debug)]
 pub struct GenSpec {
@@ -93,7 +100,7 @@ const LIVE: usize = 64;
 
 /// One symbol's order flow.
 struct Flow {
-    name: String,
+    name: Symbol,
     rng: ChaCha8Rng,
     /// Who places each order: a stream of its own, so that the orders
     /// themselves are the same whatever the account count.
@@ -108,7 +115,7 @@ impl Flow {
         let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ 0x5eed, u64::from(index)));
         let mid = rng.random_range(10..5_000) * ONE;
         Flow {
-            name: symbol_name(index),
+            name: Symbol::from(symbol_name(index)),
             owners: ChaCha8Rng::seed_from_u64(mix(seed ^ 0xacc0, u64::from(index))),
             rng,
             mid,
@@ -117,8 +124,8 @@ impl Flow {
         }
     }
 
-    /// Appends one JSON message to `out`.
-    fn write(&mut self, ts: i64, accounts: u32, out: &mut String) {
+    /// Draws the next message at event time `ts` (before any late shift).
+    fn draw(&mut self, ts: i64, accounts: u32) -> Draw {
         let rng = &mut self.rng;
         self.mid = (self.mid + rng.random_range(-1..=1) * TICK).max(100 * TICK);
         let mut ts = ts;
@@ -126,65 +133,60 @@ impl Flow {
             // Out of order: some within the allowed lateness, some beyond it.
             ts -= rng.random_range(1_000..20_000);
         }
-        let symbol = self.name.as_str();
         let roll = rng.random_range(0..1000);
         if roll < 10 {
-            return self.write_invalid(ts, out);
+            return Draw::Invalid {
+                kind: self.rng.random_range(0..6),
+                ts,
+            };
         }
         if roll < 250 && !self.live.is_empty() {
             let pick = self.live.len() - 1 - rng.random_range(0..self.live.len().min(8));
             let id = self.live[pick];
-            if roll < 130 {
+            let (price, qty) = if roll < 130 {
                 self.live.remove(pick);
-                put!(out, r#"{"type":"cancel","order_id":""#, symbol, "-", id);
-                put!(out, r#"","symbol":""#, symbol, r#"","ts":"#, ts, "}");
+                return Draw::Cancel { id, ts };
             } else if roll < 200 {
-                let qty = Fixed(rng.random_range(1..50) * ONE);
-                put!(out, r#"{"type":"replace","order_id":""#, symbol, "-", id);
-                put!(out, r#"","symbol":""#, symbol, r#"","qty":""#, qty);
-                put!(out, r#"","ts":"#, ts, "}");
+                (None, Some(Fixed(rng.random_range(1..50) * ONE)))
             } else {
-                let price = Fixed(self.mid + rng.random_range(-8..=8) * TICK);
-                put!(out, r#"{"type":"replace","order_id":""#, symbol, "-", id);
-                put!(out, r#"","symbol":""#, symbol, r#"","price":""#, price);
-                put!(out, r#"","ts":"#, ts, "}");
-            }
-            return;
+                (
+                    Some(Fixed(self.mid + rng.random_range(-8..=8) * TICK)),
+                    None,
+                )
+            };
+            return Draw::Replace { id, price, qty, ts };
         }
         self.next_id += 1;
         let id = self.next_id;
-        let side = if rng.random_bool(0.5) { "buy" } else { "sell" };
+        let side = if rng.random_bool(0.5) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let qty = match rng.random_bool(0.1) {
             true => Fixed(rng.random_range(1..1_000) * ONE / 100),
             false => Fixed(rng.random_range(1..100) * ONE),
         };
-        put!(out, r#"{"type":"new","order_id":""#, symbol, "-", id);
-        put!(out, r#"","symbol":""#, symbol, r#"","side":""#, side);
-        put!(out, r#"","qty":""#, qty, "\"");
         let kind = rng.random_range(0..100);
-        let mut resting = false;
-        if kind < 5 {
-            out.push_str(r#","order_type":"market""#);
-        } else {
+        let limit = (kind >= 5).then(|| {
             // Buys rest below the mid and sells above, with some crossing.
             let offset = rng.random_range(-3..=12) * TICK;
-            let price = Fixed(if side == "buy" {
-                self.mid - offset
-            } else {
-                self.mid + offset
+            let price = Fixed(match side {
+                Side::Buy => self.mid - offset,
+                Side::Sell => self.mid + offset,
             });
             let tif = match kind {
-                5..=14 => "ioc",
-                15..=17 => "fok",
-                _ => "gtc",
+                5..=14 => TimeInForce::Ioc,
+                15..=17 => TimeInForce::Fok,
+                _ => TimeInForce::Gtc,
             };
-            put!(out, r#","price":""#, price, r#"","tif":""#, tif, "\"");
-            resting = tif == "gtc";
-            if resting {
-                self.live.push_back(id);
-                if self.live.len() > LIVE {
-                    self.live.pop_front();
-                }
+            (price, tif)
+        });
+        let resting = matches!(limit, Some((_, TimeInForce::Gtc)));
+        if resting {
+            self.live.push_back(id);
+            if self.live.len() > LIVE {
+                self.live.pop_front();
             }
         }
         // The draw that named one of 20 accounts before `--accounts`: kept,
@@ -192,50 +194,209 @@ impl Flow {
         // places the order: a market maker for most resting orders and for
         // a few aggressive ones.
         let maker = rng.random_range(0..20) < if resting { 16 } else { 4 };
-        if accounts > 0 {
-            out.push_str(r#","account":""#);
-            self.write_account(maker, accounts, out);
-            out.push('"');
+        let owner = (accounts > 0).then(|| self.owner(maker, accounts));
+        Draw::New {
+            id,
+            side,
+            qty,
+            limit,
+            owner,
+            ts,
         }
-        put!(out, r#","ts":"#, ts, "}");
     }
 
     /// One of `accounts`: `mm-1`… for the market makers (about √accounts,
     /// at most 8), `acct-1`… for the rest, skewed to the low numbers.
-    fn write_account(&mut self, maker: bool, accounts: u32, out: &mut String) {
+    fn owner(&mut self, maker: bool, accounts: u32) -> Owner {
         let makers = f64::from(accounts).sqrt().clamp(1.0, 8.0) as u32;
         let small = accounts - makers;
         if maker || small == 0 {
-            put!(out, "mm-", self.owners.random_range(1..=makers));
+            Owner::Maker(self.owners.random_range(1..=makers))
         } else {
             let u: f64 = self.owners.random();
-            put!(out, "acct-", 1 + (u * u * u * f64::from(small)) as u32);
+            Owner::Small(1 + (u * u * u * f64::from(small)) as u32)
+        }
+    }
+}
+
+/// Who places an order: `mm-N` or `acct-N`.
+#[derive(Clone, Copy)]
+enum Owner {
+    Maker(u32),
+    Small(u32),
+}
+
+/// One drawn message of a symbol's flow, before it is written as the
+/// contract's JSON or handed to the pipeline as the order that JSON parses
+/// to (the generator's own orders need no parsing to be known valid).
+enum Draw {
+    New {
+        id: u64,
+        side: Side,
+        qty: Fixed,
+        /// Price and time in force; `None` for a market order.
+        limit: Option<(Fixed, TimeInForce)>,
+        owner: Option<Owner>,
+        ts: i64,
+    },
+    Cancel {
+        id: u64,
+        ts: i64,
+    },
+    Replace {
+        id: u64,
+        price: Option<Fixed>,
+        qty: Option<Fixed>,
+        ts: i64,
+    },
+    /// A message the parser or the book rejects, only ever handled as text.
+    Invalid {
+        kind: u32,
+        ts: i64,
+    },
+}
+
+impl Draw {
+    /// Appends the message as one JSON line (no newline) to `out`.
+    fn write(&self, symbol: &str, out: &mut String) {
+        match *self {
+            Draw::New {
+                id,
+                side,
+                qty,
+                limit,
+                owner,
+                ts,
+            } => {
+                put!(out, r#"{"type":"new","order_id":""#, symbol, "-", id);
+                put!(
+                    out,
+                    r#"","symbol":""#,
+                    symbol,
+                    r#"","side":""#,
+                    side.as_str()
+                );
+                put!(out, r#"","qty":""#, qty, "\"");
+                match limit {
+                    None => out.push_str(r#","order_type":"market""#),
+                    Some((price, tif)) => {
+                        let tif = match tif {
+                            TimeInForce::Gtc => "gtc",
+                            TimeInForce::Ioc => "ioc",
+                            TimeInForce::Fok => "fok",
+                        };
+                        put!(out, r#","price":""#, price, r#"","tif":""#, tif, "\"");
+                    }
+                }
+                if let Some(owner) = owner {
+                    out.push_str(r#","account":""#);
+                    owner.write(out);
+                    out.push('"');
+                }
+                put!(out, r#","ts":"#, ts, "}");
+            }
+            Draw::Cancel { id, ts } => {
+                put!(out, r#"{"type":"cancel","order_id":""#, symbol, "-", id);
+                put!(out, r#"","symbol":""#, symbol, r#"","ts":"#, ts, "}");
+            }
+            Draw::Replace { id, price, qty, ts } => {
+                put!(out, r#"{"type":"replace","order_id":""#, symbol, "-", id);
+                put!(out, r#"","symbol":""#, symbol);
+                if let Some(qty) = qty {
+                    put!(out, r#"","qty":""#, qty);
+                }
+                if let Some(price) = price {
+                    put!(out, r#"","price":""#, price);
+                }
+                put!(out, r#"","ts":"#, ts, "}");
+            }
+            Draw::Invalid { kind, ts } => {
+                let (id, rest) = match kind {
+                    0 => return put!(out, r#"{"type":"new","symbol":""#, symbol, r#"","#),
+                    1 => ("-x", r#"","side":"buy","price":"-1","qty":"1","ts":"#),
+                    2 => ("-y", r#"","side":"hold","price":"1","qty":"1","ts":"#),
+                    3 => (
+                        "-1",
+                        r#"","side":"buy","price":"1","qty":"0.123456789","ts":"#,
+                    ),
+                    _ => {
+                        put!(out, r#"{"type":"cancel","order_id":"never-"#, ts);
+                        return put!(out, r#"","symbol":""#, symbol, r#"","ts":"#, ts, "}");
+                    }
+                };
+                put!(out, r#"{"type":"new","order_id":""#, symbol, id);
+                put!(out, r#"","symbol":""#, symbol, rest, ts, "}");
+            }
         }
     }
 
-    fn write_invalid(&mut self, ts: i64, out: &mut String) {
-        let symbol = self.name.as_str();
-        let (id, rest) = match self.rng.random_range(0..6) {
-            0 => return put!(out, r#"{"type":"new","symbol":""#, symbol, r#"","#),
-            1 => ("-x", r#"","side":"buy","price":"-1","qty":"1","ts":"#),
-            2 => ("-y", r#"","side":"hold","price":"1","qty":"1","ts":"#),
-            3 => (
-                "-1",
-                r#"","side":"buy","price":"1","qty":"0.123456789","ts":"#,
-            ),
-            _ => {
-                put!(out, r#"{"type":"cancel","order_id":"never-"#, ts);
-                return put!(out, r#"","symbol":""#, symbol, r#"","ts":"#, ts, "}");
-            }
+    /// The order its JSON parses to (`order::parse`), or `None` for an
+    /// invalid message, which is only ever read from its text.
+    fn order(&self, symbol: &Symbol) -> Option<OrderMsg> {
+        let order_id = |id: u64| {
+            let mut order_id = OrderId::from(symbol.as_str());
+            order_id.push('-');
+            order_id.push_str(itoa::Buffer::new().format(id));
+            order_id
         };
-        put!(out, r#"{"type":"new","order_id":""#, symbol, id);
-        put!(out, r#"","symbol":""#, symbol, rest, ts, "}");
+        let (order_id, command, account, ts) = match *self {
+            Draw::New {
+                id,
+                side,
+                qty,
+                limit,
+                owner,
+                ts,
+            } => {
+                let command = Command::New {
+                    side,
+                    price: limit.map(|(price, _)| price),
+                    qty,
+                    tif: limit.map_or(TimeInForce::Gtc, |(_, tif)| tif),
+                };
+                let account = owner.map(|owner| {
+                    let mut account = String::new();
+                    owner.write(&mut account);
+                    Account::from(account)
+                });
+                (order_id(id), command, account, ts)
+            }
+            Draw::Cancel { id, ts } => (order_id(id), Command::Cancel, None, ts),
+            Draw::Replace { id, price, qty, ts } => {
+                (order_id(id), Command::Replace { price, qty }, None, ts)
+            }
+            Draw::Invalid { .. } => return None,
+        };
+        Some(OrderMsg {
+            symbol: symbol.clone(),
+            order_id,
+            command,
+            account,
+            ts,
+        })
+    }
+}
+
+impl Owner {
+    fn write(self, out: &mut String) {
+        match self {
+            Owner::Maker(n) => put!(out, "mm-", n),
+            Owner::Small(n) => put!(out, "acct-", n),
+        }
     }
 }
 
 /// The name of symbol `index`: `SYM0000` is the hot one.
 pub fn symbol_name(index: u32) -> String {
     format!("SYM{index:04}")
+}
+
+/// What [`Generator::next_order`] gives.
+pub enum Next {
+    Order(OrderMsg),
+    /// An invalid message, as text in the line given.
+    Line,
+    End,
 }
 
 /// The message stream of a [`GenSpec`], whole or one partition's share.
@@ -273,12 +434,38 @@ impl Generator {
     /// stream has ended.
     pub fn next_into(&mut self, out: &mut String) -> bool {
         out.clear();
-        if !self.has_messages() {
+        let Some((flow, draw)) = self.next_draw() else {
             return false;
+        };
+        draw.write(&flow.name, out);
+        true
+    }
+
+    /// The next message as the pipeline takes it: the order its JSON parses
+    /// to, or, for the few invalid messages, its JSON in `line` (cleared
+    /// first) for the parser to reject as it would any input.
+    pub fn next_order(&mut self, line: &mut String) -> Next {
+        line.clear();
+        let Some((flow, draw)) = self.next_draw() else {
+            return Next::End;
+        };
+        match draw.order(&flow.name) {
+            Some(order) => Next::Order(order),
+            None => {
+                draw.write(&flow.name, line);
+                Next::Line
+            }
+        }
+    }
+
+    /// The next message of this generator's share and the flow it is of.
+    fn next_draw(&mut self) -> Option<(&Flow, Draw)> {
+        if !self.has_messages() {
+            return None;
         }
         loop {
             if self.spec.orders.is_some_and(|n| self.next >= n) {
-                return false;
+                return None;
             }
             let i = self.next;
             self.next += 1;
@@ -292,8 +479,8 @@ impl Generator {
             self.last_symbol = symbol;
             let flow = self.flows[symbol as usize]
                 .get_or_insert_with(|| Flow::new(self.spec.seed, symbol));
-            flow.write(self.spec.start_ts + i as i64, self.spec.accounts, out);
-            return true;
+            let draw = flow.draw(self.spec.start_ts + i as i64, self.spec.accounts);
+            return Some((flow, draw));
         }
     }
 
@@ -415,6 +602,35 @@ mod tests {
             lines(Generator::new(spec(500))),
             lines(Generator::new(other))
         );
+    }
+
+    proptest::proptest! {
+        /// The pipeline takes the generator's orders without parsing them:
+        /// each must be exactly what its JSON parses to, and only the
+        /// invalid messages come as text.
+        #[test]
+        fn an_order_is_what_its_json_parses_to(
+            seed in proptest::prelude::any::<u64>(),
+            accounts in 0u32..3_000,
+            hot_share in 0.0f64..1.0,
+        ) {
+            let spec = GenSpec { seed, accounts, hot_share, ..spec(3_000) };
+            let (mut text, mut typed) = (Generator::new(spec.clone()), Generator::new(spec));
+            let (mut json, mut line) = (String::new(), String::new());
+            let mut orders = 0;
+            while text.next_into(&mut json) {
+                match typed.next_order(&mut line) {
+                    Next::Order(order) => {
+                        proptest::prop_assert_eq!(crate::order::parse(&json, -1).ok(), Some(order), "{}", json);
+                        orders += 1;
+                    }
+                    Next::Line => proptest::prop_assert_eq!(&line, &json),
+                    Next::End => proptest::prop_assert!(false, "ended before {}", json),
+                }
+            }
+            proptest::prop_assert!(matches!(typed.next_order(&mut line), Next::End));
+            proptest::prop_assert!(orders > 2_900, "{} orders of 3,000", orders);
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{bail, Context};
-use operators::gen::{symbol_name, GenSpec, Generator};
+use operators::gen::{symbol_name, GenSpec, Generator, Next};
 use operators::partition::{PartitionReader, Sequenced};
 
 use super::{Pace, PartitionSource, Poll};
@@ -33,7 +33,9 @@ impl GenPartition {
     /// Passes over the partition's messages before `offset`: the generator
     /// is a function of its position, so this is where a checkpoint left it.
     pub fn skip_to(&mut self, offset: u64) {
-        while self.offset < offset && self.generator.next_into(&mut self.line) {
+        while self.offset < offset
+            && !matches!(self.generator.next_order(&mut self.line), Next::End)
+        {
             self.offset += 1;
         }
     }
@@ -43,18 +45,18 @@ impl PartitionSource for GenPartition {
     fn poll(&mut self, max: usize, out: &mut Vec<Sequenced>) -> anyhow::Result<Poll> {
         let start = out.len();
         for _ in 0..max {
-            if !self.generator.next_into(&mut self.line) {
-                return Ok(if out.len() == start {
-                    Poll::Ended
-                } else {
-                    Poll::Ready
-                });
-            }
-            // Malformed messages have no `ts`: they take the generator's clock.
-            out.push(
-                self.reader
+            // The generator's own orders come typed; its invalid messages
+            // are parsed (malformed ones have no `ts`: they take the
+            // generator's clock).
+            let message = match self.generator.next_order(&mut self.line) {
+                Next::Order(order) => self.reader.place(Ok(order), self.offset),
+                Next::Line => self
+                    .reader
                     .read(&self.line, self.offset, self.generator.clock()),
-            );
+                Next::End if out.len() == start => return Ok(Poll::Ended),
+                Next::End => return Ok(Poll::Ready),
+            };
+            out.push(message);
             self.offset += 1;
         }
         Ok(Poll::Ready)
