@@ -9,7 +9,7 @@
 //! global stream, which lets every worker generate its own partitions in
 //! parallel while the output stays the same for any worker count.
 //!
-//! Each message is drawn as a typed [`Draw`] and then either written as the
+//! Each message is drawn as a typed `Draw` and then either written as the
 //! contract's JSON (`orderflow gen`, Kafka) or, in the pipeline's `gen`
 //! source, handed over as the order that JSON parses to: generating text
 //! only to parse it again cost a fifth of a flat-out run. Only the invalid
