@@ -195,14 +195,14 @@ impl Flow {
         // a few aggressive ones.
         let maker = rng.random_range(0..20) < if resting { 16 } else { 4 };
         let owner = (accounts > 0).then(|| self.owner(maker, accounts));
-        Draw::New {
+        Draw::New(NewOrder {
             id,
             side,
             qty,
             limit,
             owner,
             ts,
-        }
+        })
     }
 
     /// One of `accounts`: `mm-1`… for the market makers (about √accounts,
@@ -226,19 +226,22 @@ enum Owner {
     Small(u32),
 }
 
+/// A drawn `new` order.
+struct NewOrder {
+    id: u64,
+    side: Side,
+    qty: Fixed,
+    /// Price and time in force; `None` for a market order.
+    limit: Option<(Fixed, TimeInForce)>,
+    owner: Option<Owner>,
+    ts: i64,
+}
+
 /// One drawn message of a symbol's flow, before it is written as the
 /// contract's JSON or handed to the pipeline as the order that JSON parses
 /// to (the generator's own orders need no parsing to be known valid).
 enum Draw {
-    New {
-        id: u64,
-        side: Side,
-        qty: Fixed,
-        /// Price and time in force; `None` for a market order.
-        limit: Option<(Fixed, TimeInForce)>,
-        owner: Option<Owner>,
-        ts: i64,
-    },
+    New(NewOrder),
     Cancel {
         id: u64,
         ts: i64,
@@ -260,24 +263,17 @@ impl Draw {
     /// Appends the message as one JSON line (no newline) to `out`.
     fn write(&self, symbol: &str, out: &mut String) {
         match *self {
-            Draw::New {
-                id,
-                side,
-                qty,
-                limit,
-                owner,
-                ts,
-            } => {
-                put!(out, r#"{"type":"new","order_id":""#, symbol, "-", id);
+            Draw::New(ref new) => {
+                put!(out, r#"{"type":"new","order_id":""#, symbol, "-", new.id);
                 put!(
                     out,
                     r#"","symbol":""#,
                     symbol,
                     r#"","side":""#,
-                    side.as_str()
+                    new.side.as_str()
                 );
-                put!(out, r#"","qty":""#, qty, "\"");
-                match limit {
+                put!(out, r#"","qty":""#, new.qty, "\"");
+                match new.limit {
                     None => out.push_str(r#","order_type":"market""#),
                     Some((price, tif)) => {
                         let tif = match tif {
@@ -288,12 +284,12 @@ impl Draw {
                         put!(out, r#","price":""#, price, r#"","tif":""#, tif, "\"");
                     }
                 }
-                if let Some(owner) = owner {
+                if let Some(owner) = new.owner {
                     out.push_str(r#","account":""#);
                     owner.write(out);
                     out.push('"');
                 }
-                put!(out, r#","ts":"#, ts, "}");
+                put!(out, r#","ts":"#, new.ts, "}");
             }
             Draw::Cancel { id, ts } => {
                 put!(out, r#"{"type":"cancel","order_id":""#, symbol, "-", id);
@@ -340,26 +336,19 @@ impl Draw {
             order_id
         };
         let (order_id, command, account, ts) = match *self {
-            Draw::New {
-                id,
-                side,
-                qty,
-                limit,
-                owner,
-                ts,
-            } => {
+            Draw::New(ref new) => {
                 let command = Command::New {
-                    side,
-                    price: limit.map(|(price, _)| price),
-                    qty,
-                    tif: limit.map_or(TimeInForce::Gtc, |(_, tif)| tif),
+                    side: new.side,
+                    price: new.limit.map(|(price, _)| price),
+                    qty: new.qty,
+                    tif: new.limit.map_or(TimeInForce::Gtc, |(_, tif)| tif),
                 };
-                let account = owner.map(|owner| {
+                let account = new.owner.map(|owner| {
                     let mut account = String::new();
                     owner.write(&mut account);
                     Account::from(account)
                 });
-                (order_id(id), command, account, ts)
+                (order_id(new.id), command, account, new.ts)
             }
             Draw::Cancel { id, ts } => (order_id(id), Command::Cancel, None, ts),
             Draw::Replace { id, price, qty, ts } => {
