@@ -276,18 +276,19 @@ impl Draw {
                 match new.limit {
                     None => out.push_str(r#","order_type":"market""#),
                     Some((price, tif)) => {
-                        let tif = match tif {
-                            TimeInForce::Gtc => "gtc",
-                            TimeInForce::Ioc => "ioc",
-                            TimeInForce::Fok => "fok",
-                        };
-                        put!(out, r#","price":""#, price, r#"","tif":""#, tif, "\"");
+                        put!(
+                            out,
+                            r#","price":""#,
+                            price,
+                            r#"","tif":""#,
+                            tif.as_str(),
+                            "\""
+                        );
                     }
                 }
                 if let Some(owner) = new.owner {
-                    out.push_str(r#","account":""#);
-                    owner.write(out);
-                    out.push('"');
+                    let (kind, n) = owner.parts();
+                    put!(out, r#","account":""#, kind, n, "\"");
                 }
                 put!(out, r#","ts":"#, new.ts, "}");
             }
@@ -344,9 +345,10 @@ impl Draw {
                     tif: new.limit.map_or(TimeInForce::Gtc, |(_, tif)| tif),
                 };
                 let account = new.owner.map(|owner| {
-                    let mut account = String::new();
-                    owner.write(&mut account);
-                    Account::from(account)
+                    let (kind, n) = owner.parts();
+                    let mut account = Account::from(kind);
+                    account.push_str(itoa::Buffer::new().format(n));
+                    account
                 });
                 (order_id(new.id), command, account, new.ts)
             }
@@ -367,10 +369,11 @@ impl Draw {
 }
 
 impl Owner {
-    fn write(self, out: &mut String) {
+    /// The account's name as its prefix and number.
+    fn parts(self) -> (&'static str, u32) {
         match self {
-            Owner::Maker(n) => put!(out, "mm-", n),
-            Owner::Small(n) => put!(out, "acct-", n),
+            Owner::Maker(n) => ("mm-", n),
+            Owner::Small(n) => ("acct-", n),
         }
     }
 }

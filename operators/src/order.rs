@@ -49,6 +49,17 @@ pub enum TimeInForce {
     Fok,
 }
 
+impl TimeInForce {
+    /// As a message writes it (`tif`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeInForce::Gtc => "gtc",
+            TimeInForce::Ioc => "ioc",
+            TimeInForce::Fok => "fok",
+        }
+    }
+}
+
 /// What a message asks of the book, already validated.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
